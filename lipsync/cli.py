@@ -1,0 +1,237 @@
+"""`lipsync` command line: render, estimate cost, measure sync. Errors are one line on stderr, exit ≠ 0."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import InputError, LipsyncError
+
+EXIT_FAILED = 1  # the job ran and failed (bad input, no face, ...)
+EXIT_USAGE = 2  # argparse's own code for bad arguments
+
+
+def _add_common(p: argparse.ArgumentParser, *, render: bool = True) -> None:
+    p.add_argument("--resolution", default="480p", help="480p (default) or 720p")
+    if not render:
+        return
+    p.add_argument("--out", type=Path, help="output MP4 (default: LIPSYNC_HOME/outputs/<job id>.mp4)")
+    p.add_argument("--seed", type=int, help="same inputs + same seed → identical frames")
+    p.add_argument("--prompt", help="style words, e.g. 'calm', 'energetic smile', 'still'")
+    p.add_argument("--mask-image", help="white = may change; confines the edit (and can pick the face)")
+    p.add_argument("--engine", default="builtin", help="engine name (default: builtin)")
+    p.add_argument("--json", action="store_true", help="print the job record as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_media(p: argparse.ArgumentParser, mode: str, *, required: bool = True, render: bool = True) -> None:
+    if mode == "video":
+        p.add_argument("--video", required=required, help="video file or http(s) URL")
+        p.add_argument("--audio", required=True, help="the new audio (file or URL)")
+        if render:
+            p.add_argument("--transcript", help="what is said: improves phone timing (English)")
+            p.add_argument("--face-index", type=int, help="which face to dub, counted left to right from 0")
+    elif mode == "image":
+        p.add_argument("--image", required=required, help="portrait image file or URL")
+        p.add_argument("--audio", required=True, help="speech audio (file or URL)")
+        if render:
+            p.add_argument("--transcript", help="what is said: improves phone timing (English)")
+            p.add_argument("--face-index", type=int, help="which face speaks, counted left to right from 0")
+    else:
+        p.add_argument("--image", required=required, help="image with two people")
+        p.add_argument("--left-audio", required=True, help="what the person on the left says")
+        p.add_argument("--right-audio", required=True, help="what the person on the right says")
+        p.add_argument("--order", default="meanwhile", help="meanwhile (default), left_right or right_left")
+        if render:
+            p.add_argument("--left-transcript")
+            p.add_argument("--right-transcript")
+            p.add_argument("--left-face", type=int, help="override: index of the left speaker's face (left to right from 0)")
+            p.add_argument("--right-face", type=int, help="override: index of the right speaker's face")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lipsync", description="Local, offline lip sync.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for mode, help_ in (("video", "dub a video with new audio"), ("image", "make a portrait talk"),
+                        ("dialogue", "two people in one image, left and right audio")):
+        p = sub.add_parser(mode, help=help_)
+        _add_media(p, mode)
+        _add_common(p)
+
+    cost = sub.add_parser("cost", help="what the hosted API would charge, in credits")
+    cost_sub = cost.add_subparsers(dest="mode", required=True)
+    for mode in ("video", "image", "dialogue"):
+        p = cost_sub.add_parser(mode)
+        _add_media(p, mode, required=False, render=False)
+        _add_common(p, render=False)
+        p.add_argument("--json", action="store_true")
+
+    report = sub.add_parser("sync-report", help="measure lip sync of an output video against its audio")
+    report.add_argument("video", type=Path)
+    report.add_argument("audio", type=Path)
+    report.add_argument("--transcript", help="what is said, for /p b m/ timing (English)")
+    report.add_argument("--reference", type=Path, help="the source video (dub): PSNR of the face above the nose")
+    report.add_argument("--face-index", type=int, help="which face to measure, left to right from 0")
+    report.add_argument("--plot", type=Path, help="save a PNG plot here (default: next to the video)")
+    report.add_argument("--json", action="store_true")
+
+    sub.add_parser("engines", help="list engines and what they support")
+    return parser
+
+
+class ProgressBar:
+    """A one-line progress bar with stage and ETA on stderr (only when it is a terminal, or forced)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self.last = ""
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.start
+        eta = f" ETA {elapsed / fraction * (1 - fraction):4.0f}s" if 0.05 < fraction < 1 else ""
+        filled = int(30 * fraction)
+        line = f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:5.1f}% {stage:<8}{eta}"
+        if line != self.last:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            self.last = line
+
+    def done(self) -> None:
+        if self.enabled and self.last:
+            sys.stderr.write("\n")
+
+
+def _request(args):
+    from .requests import ImageRequest, MultiRequest, VideoRequest, validation_to_input_error
+    from pydantic import ValidationError
+
+    common = dict(resolution=args.resolution, seed=args.seed, prompt=args.prompt, mask_image=args.mask_image,
+                  engine=args.engine)
+    try:
+        if args.command == "video":
+            return VideoRequest(video=args.video, audio=args.audio, transcript=args.transcript,
+                                face_index=args.face_index, **common)
+        if args.command == "image":
+            return ImageRequest(image=args.image, audio=args.audio, transcript=args.transcript,
+                                face_index=args.face_index, **common)
+        return MultiRequest(image=args.image, left_audio=args.left_audio, right_audio=args.right_audio,
+                            order=args.order, left_transcript=args.left_transcript,
+                            right_transcript=args.right_transcript, left_face=args.left_face,
+                            right_face=args.right_face, **common)
+    except ValidationError as exc:
+        raise validation_to_input_error(exc) from None
+
+
+def cmd_render(args) -> int:
+    from .jobs import run_job
+
+    request = _request(args)
+    bar = ProgressBar(enabled=not args.quiet and (sys.stderr.isatty() or os.environ.get("LIPSYNC_PROGRESS") == "1"))
+    record = run_job(request, out_path=args.out, progress=bar)
+    bar.done()
+    if args.json:
+        print(record.model_dump_json(indent=2))
+    if record.status != "completed":
+        print(f"error: {record.error}", file=sys.stderr)
+        return EXIT_FAILED
+    for warning in record.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not args.json:
+        print(record.output)
+    return 0
+
+
+def _duration(value: Optional[str], field: str, workdir: Path) -> Optional[float]:
+    from .media.fetch import resolve
+    from .media.probe import probe
+
+    if not value:
+        return None
+    info = probe(resolve(value, field, workdir), field)
+    if info.duration is None:
+        raise InputError(field, "has no duration (is it an image?)")
+    return info.duration
+
+
+def cmd_cost(args) -> int:
+    import tempfile
+
+    from . import config, pricing
+
+    if args.resolution not in pricing.RATES:
+        raise InputError("resolution", f"{args.resolution!r} is not allowed; expected 480p or 720p")
+    with tempfile.TemporaryDirectory(dir=config.cache_dir()) as tmp:
+        work = Path(tmp)
+        if args.mode == "video":
+            est = pricing.estimate_video(_duration(args.audio, "audio", work), _duration(args.video, "video", work),
+                                         args.resolution)
+        elif args.mode == "image":
+            est = pricing.estimate_image(_duration(args.audio, "audio", work), args.resolution)
+        else:
+            if args.order not in ("meanwhile", "left_right", "right_left"):
+                raise InputError("order", f"{args.order!r} is not allowed; expected meanwhile, left_right or right_left")
+            est = pricing.estimate_multi(_duration(args.left_audio, "left_audio", work),
+                                         _duration(args.right_audio, "right_audio", work), args.order, args.resolution)
+    print(json.dumps(est.to_dict(), indent=2) if args.json else est.summary())
+    return 0
+
+
+def cmd_sync_report(args) -> int:
+    from .quality import sync_report
+
+    plot = args.plot or args.video.with_suffix(".sync.png")
+    report = sync_report(args.video, args.audio, transcript=args.transcript, reference=args.reference,
+                         face_index=args.face_index, plot=plot)
+    data = report.to_dict()
+    data["plot"] = str(plot)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            print(f"{key}: {value}")
+    return 0 if report.passed() else EXIT_FAILED
+
+
+def cmd_engines(args) -> int:
+    from .engines import list_engines
+
+    for engine in list_engines():
+        spec, avail = engine.SPEC, engine.availability()
+        state = "ready" if avail.ok else f"unavailable: {avail.reason}"
+        print(f"{spec.name}: {spec.title} [{state}]")
+        print(f"  modes: {', '.join(sorted(spec.modes))}; options: {', '.join(sorted(spec.options))}")
+        if spec.prompt_words:
+            print(f"  prompt words: {', '.join(spec.prompt_words)}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=os.environ.get("LIPSYNC_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    commands = {"video": cmd_render, "image": cmd_render, "dialogue": cmd_render, "cost": cmd_cost,
+                "sync-report": cmd_sync_report, "engines": cmd_engines}
+    try:
+        return commands[args.command](args)
+    except LipsyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user; details with LIPSYNC_LOG=DEBUG
+        logging.getLogger("lipsync").debug("unexpected error", exc_info=True)
+        print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

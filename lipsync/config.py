@@ -1,0 +1,40 @@
+"""Where Lipsync Studio keeps its state: job records, outputs, keys, settings.
+
+Everything lives under one folder: ``LIPSYNC_HOME`` if set, else the platform's user data folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+FPS = 25
+SHORT_SIDE = {"480p": 480, "720p": 720}
+
+
+def home() -> Path:
+    env = os.environ.get("LIPSYNC_HOME")
+    root = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("lipsync-studio", appauthor=False))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def jobs_dir() -> Path:
+    path = home() / "jobs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def outputs_dir() -> Path:
+    path = home() / "outputs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Scratch space for downloads and intermediate files; safe to delete."""
+    path = home() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

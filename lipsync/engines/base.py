@@ -1,0 +1,82 @@
+"""What every engine offers. Like FaceFusion's processors, an engine is a module with the same small
+set of names; it declares what it supports so the UI can disable what it would otherwise ignore.
+
+An engine module provides:
+
+    SPEC: EngineSpec
+    def availability() -> Availability            # can it run here, and if not, why
+    def load(progress: Progress | None) -> object  # weights, graphs; may download (neural engines)
+    def parse_prompt(prompt: str | None) -> tuple[object, list[str]]   # (style, words not understood)
+    def renderer(model: object, plan: RenderPlan) -> Renderer
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:  # engines are handed these; importing them here would load mediapipe/pocketsphinx
+    from ..face import Face
+    from ..speech import MouthTrack
+
+# (fraction 0..1, stage name) → None; stages: decode, analysis, render, encode.
+Progress = Callable[[float, str], None]
+
+MODES = ("lipsync-video", "lipsync-image", "lipsync-image-multi")
+OPTIONS = ("resolution", "seed", "prompt", "mask_image", "transcript")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    title: str
+    description: str
+    modes: frozenset[str]
+    options: frozenset[str]
+    resolutions: tuple[str, ...] = ("480p", "720p")
+    prompt_words: tuple[str, ...] = ()
+    needs_download: bool = False
+
+    def supports(self, option: str) -> bool:
+        return option in self.options
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+
+
+@dataclass
+class Speaker:
+    """One face that speaks: its mouth follows `track`. `face` is known up front for stills."""
+
+    track: "MouthTrack"
+    face: Optional["Face"] = None
+    role: str = "speaker"  # "left", "right" or "speaker"
+
+
+@dataclass
+class RenderPlan:
+    """Everything an engine needs to render a job, decided by the pipeline."""
+
+    model: str
+    size: tuple[int, int]  # output (w, h)
+    fps: int
+    n_frames: int
+    speakers: list[Speaker]
+    seed: int
+    style: object = None
+    mask: Optional[np.ndarray] = None  # (h, w) float32 0..1, 1 = may change
+    audio: Optional[np.ndarray] = None  # mono float32 at `sample_rate`, the whole output audio
+    sample_rate: int = 16000
+    extra: dict = field(default_factory=dict)
+
+
+class Renderer(Protocol):
+    def render(self, frame: np.ndarray, index: int, faces: list[Optional["Face"]]) -> np.ndarray:
+        """Return output frame `index` (RGB uint8, plan.size) from the source frame and each speaker's
+        face in it (None where the face is not visible: pass the frame through)."""
+        ...

@@ -1,0 +1,145 @@
+"""The built-in engine: no download, runs on a 2-core CPU.
+
+Mouth shapes come from the speech track (phones + acoustics); a landmark-driven warp moves lips and jaw,
+a painted interior fills the opening, and stills get blinks, head motion and breathing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ...face.landmarks import Face
+from ...face import regions as R
+from ..base import Availability, EngineSpec, Progress, RenderPlan
+from . import style as style_mod
+from .life import MotionField, motion_field, motion_maps, plan_life
+from .mouth import MouthColours, mouth_colours, paint_interior
+from .warp import MouthGeometry, MouthShape, eye_geometries, eye_warp, mouth_geometry, mouth_warp
+
+SPEC = EngineSpec(
+    name="builtin",
+    title="Built-in (fast, offline)",
+    description="Landmark-driven mouth and jaw warp with a painted mouth interior. No download; CPU.",
+    modes=frozenset({"lipsync-video", "lipsync-image", "lipsync-image-multi"}),
+    options=frozenset({"resolution", "seed", "prompt", "mask_image", "transcript"}),
+    prompt_words=tuple(style_mod.VOCABULARY),
+)
+
+MAX_GAP = 0.24  # widest inner-lip gap, in face scales (outer eye-corner distance)
+CACHE_SIZE = 256
+
+
+def availability() -> Availability:
+    return Availability(True)
+
+
+def load(progress: Optional[Progress] = None) -> None:
+    """Nothing to load: the face models ship inside the mediapipe wheel."""
+    return None
+
+
+def parse_prompt(prompt: Optional[str]) -> tuple[style_mod.Style, list[str]]:
+    return style_mod.parse_prompt(prompt)
+
+
+def renderer(model: None, plan: RenderPlan) -> "BuiltinRenderer":
+    return BuiltinRenderer(plan)
+
+
+class _FaceState:
+    """What the renderer keeps per speaker: colours, and for stills the geometry and a patch cache."""
+
+    def __init__(self):
+        self.colours: Optional[MouthColours] = None
+        self.colours_at = -10**9
+        self.geometry: Optional[MouthGeometry] = None
+        self.eyes = None
+        self.patches: OrderedDict = OrderedDict()
+
+
+class BuiltinRenderer:
+    def __init__(self, plan: RenderPlan):
+        self.plan = plan
+        self.style: style_mod.Style = plan.style or style_mod.Style()
+        self.still = plan.model != "lipsync-video"
+        self.states = [_FaceState() for _ in plan.speakers]
+        self.life = None
+        self.fields: list[MotionField] = []
+        self.field_plans = []
+        if self.still:
+            w, h = plan.size
+            self.life = [
+                plan_life(plan.n_frames, plan.fps, plan.seed + 7919 * i, self.style, talking=sp.track.open)
+                for i, sp in enumerate(plan.speakers)
+            ]
+            for sp, life in zip(plan.speakers, self.life):
+                if sp.face is not None:
+                    self.field_plans.append(life)
+                    lm = sp.face.landmarks
+                    scale = float(np.linalg.norm(lm[R.LEFT_EYE_OUTER] - lm[R.RIGHT_EYE_OUTER]))
+                    self.fields.append(motion_field((h, w), sp.face.box, lm[R.CHIN], scale))
+
+    def mouth_shape(self, k: int, index: int) -> MouthShape:
+        track = self.plan.speakers[k].track
+        i = min(index, len(track) - 1)
+        gap = MAX_GAP * self.style.mouth * float(track.open[i]) * (1 - float(track.closure[i]))
+        return MouthShape(gap=gap, width=float(track.width[i]), smile=self.style.smile)
+
+    def render(self, frame: np.ndarray, index: int, faces: list[Optional[Face]]) -> np.ndarray:
+        out = frame.copy()
+        shape_hw = frame.shape[:2]
+        for k, face in enumerate(faces):
+            if face is None:
+                continue
+            state = self.states[k]
+            lm = face.landmarks
+            if state.colours is None or (not self.still and index - state.colours_at >= 25):
+                state.colours, state.colours_at = mouth_colours(frame, lm), index
+            geo = state.geometry if self.still and state.geometry else mouth_geometry(lm, shape_hw)
+            if self.still:
+                state.geometry = geo
+            self._mouth(frame, out, geo, state, self.mouth_shape(k, index))
+            if self.still:
+                self._blink(frame, out, lm, state, float(self.life[k].blink[index]))
+        if self.still and self.fields:
+            maps = motion_maps(self.fields, self.field_plans, index)
+            if maps is not None:
+                out = cv2.remap(out, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if self.plan.mask is not None:
+            m = self.plan.mask[..., None]
+            out = (frame * (1 - m) + out * m + 0.5).astype(np.uint8)
+        return out
+
+    def _mouth(self, src: np.ndarray, out: np.ndarray, geo: MouthGeometry, state: _FaceState, shape: MouthShape):
+        x0, y0, x1, y1 = geo.roi
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return
+        key = (round(shape.gap * 400), round(shape.width * 20), round(shape.smile * 20))
+        if self.still and key in state.patches:
+            state.patches.move_to_end(key)
+            out[y0:y1, x0:x1] = state.patches[key]
+            return
+        scale = geo.frame.scale
+        warp = mouth_warp(geo, shape, step=1 if scale < 60 else 2)
+        roi = cv2.remap(src, warp.map_x, warp.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        patch = np.clip(paint_interior(roi.astype(np.float32), warp, state.colours, scale) + 0.5, 0, 255).astype(np.uint8)
+        out[y0:y1, x0:x1] = patch
+        if self.still:
+            # A still's mouth depends only on the shape: reuse patches (bounded LRU).
+            state.patches[key] = patch
+            if len(state.patches) > CACHE_SIZE:
+                state.patches.popitem(last=False)
+
+    def _blink(self, src: np.ndarray, out: np.ndarray, lm: np.ndarray, state: _FaceState, closed: float):
+        if closed < 0.02:
+            return
+        if state.eyes is None:
+            state.eyes = eye_geometries(lm, src.shape[:2])
+        for geo in state.eyes:
+            (x0, y0, x1, y1), mx, my = eye_warp(geo, closed)
+            if x1 - x0 > 2 and y1 - y0 > 2:
+                out[y0:y1, x0:x1] = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -1,0 +1,27 @@
+"""Errors a user can act on. Their text names the input and the problem, never a traceback."""
+
+from __future__ import annotations
+
+
+class LipsyncError(Exception):
+    """Base for every error the CLI, UI and server show to a user as one line."""
+
+
+class InputError(LipsyncError):
+    """Something wrong with one named input ("left_audio: no speech found")."""
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class EngineError(LipsyncError):
+    """An engine cannot run (missing weights, unsupported option, ...)."""
+
+
+class Cancelled(LipsyncError):
+    """The user cancelled the job."""
+
+    def __init__(self, message: str = "cancelled by the user"):
+        super().__init__(message)

@@ -1,0 +1,100 @@
+"""Typed requests, field for field the hosted API's ``formState``.
+
+Media fields take a local path or an http(s) URL. Validation errors name the field.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InputError
+
+Resolution = Literal["480p", "720p"]
+Order = Literal["meanwhile", "left_right", "right_left"]
+Model = Literal["lipsync-video", "lipsync-image", "lipsync-image-multi"]
+
+
+class _Options(BaseModel):
+    """Options every job kind shares (hosted API names), plus local-only extras."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resolution: Resolution = "480p"
+    mask_image: Optional[str] = None
+    prompt: Optional[str] = None
+    seed: Optional[int] = Field(default=None, ge=0, le=2**32 - 1)
+    # Local extras (not in the hosted formState): engine choice and transcripts for phone timing.
+    engine: str = "builtin"
+
+    @field_validator("mask_image", "prompt", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class VideoRequest(_Options):
+    model: Literal["lipsync-video"] = "lipsync-video"
+    video: str
+    audio: str
+    transcript: Optional[str] = None
+    face_index: Optional[int] = Field(default=None, ge=0)
+
+
+class ImageRequest(_Options):
+    model: Literal["lipsync-image"] = "lipsync-image"
+    image: str
+    audio: str
+    transcript: Optional[str] = None
+    face_index: Optional[int] = Field(default=None, ge=0)
+
+
+class MultiRequest(_Options):
+    model: Literal["lipsync-image-multi"] = "lipsync-image-multi"
+    image: str
+    left_audio: str
+    right_audio: str
+    order: Order = "meanwhile"
+    left_transcript: Optional[str] = None
+    right_transcript: Optional[str] = None
+    # Override which detected faces speak: indices into the faces sorted left to right.
+    left_face: Optional[int] = Field(default=None, ge=0)
+    right_face: Optional[int] = Field(default=None, ge=0)
+
+
+Request = Union[VideoRequest, ImageRequest, MultiRequest]
+
+_BY_MODEL = {
+    "lipsync-video": VideoRequest,
+    "lipsync-image": ImageRequest,
+    "lipsync-image-multi": MultiRequest,
+}
+
+
+def parse_request(model: str, form_state: dict) -> Request:
+    """Build a request from a hosted-API style ``formState``; errors name the offending field."""
+    if model not in _BY_MODEL:
+        raise InputError("model", f"unknown job kind {model!r}; expected one of {', '.join(_BY_MODEL)}")
+    data = {k: v for k, v in form_state.items() if v is not None}
+    data.pop("model", None)
+    try:
+        return _BY_MODEL[model](**data)
+    except ValidationError as exc:
+        raise validation_to_input_error(exc) from None
+
+
+def validation_to_input_error(exc: ValidationError) -> InputError:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or "request"
+    kind = err.get("type", "")
+    if kind == "missing":
+        problem = "is required"
+    elif kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        problem = f"{err.get('input')!r} is not allowed; expected {expected}"
+    elif kind == "extra_forbidden":
+        problem = "is not a known option"
+    else:
+        problem = err.get("msg", "is invalid")
+    return InputError(field, problem)
