@@ -16,7 +16,7 @@ from ...face.landmarks import Face
 from ...face import regions as R
 from ..base import Availability, EngineSpec, Progress, RenderPlan
 from . import style as style_mod
-from .life import MotionField, motion_field, motion_maps, plan_life
+from .life import FaceAnchor, motion_field, motion_maps, plan_life
 from .mouth import MouthColours, mouth_colours, paint_interior
 from .warp import MouthGeometry, MouthShape, eye_geometries, eye_warp, mouth_geometry, mouth_warp
 
@@ -68,20 +68,23 @@ class BuiltinRenderer:
         self.still = plan.model != "lipsync-video"
         self.states = [_FaceState() for _ in plan.speakers]
         self.life = None
-        self.fields: list[MotionField] = []
-        self.field_plans = []
+        self.motion = None
+        self.motion_plans = []
         if self.still:
             w, h = plan.size
             self.life = [
                 plan_life(plan.n_frames, plan.fps, plan.seed + 7919 * i, self.style, talking=sp.track.open)
                 for i, sp in enumerate(plan.speakers)
             ]
+            anchors = []
             for sp, life in zip(plan.speakers, self.life):
                 if sp.face is not None:
-                    self.field_plans.append(life)
                     lm = sp.face.landmarks
                     scale = float(np.linalg.norm(lm[R.LEFT_EYE_OUTER] - lm[R.RIGHT_EYE_OUTER]))
-                    self.fields.append(motion_field((h, w), sp.face.box, lm[R.CHIN], scale))
+                    anchors.append(FaceAnchor(sp.face.box, lm[R.CHIN], scale))
+                    self.motion_plans.append(life)
+            if self.style.head > 0 or self.style.breathing > 0:
+                self.motion = motion_field((h, w), anchors)
 
     def mouth_shape(self, k: int, index: int) -> MouthShape:
         track = self.plan.speakers[k].track
@@ -105,10 +108,10 @@ class BuiltinRenderer:
             self._mouth(frame, out, geo, state, self.mouth_shape(k, index))
             if self.still:
                 self._blink(frame, out, lm, state, float(self.life[k].blink[index]))
-        if self.still and self.fields:
-            maps = motion_maps(self.fields, self.field_plans, index)
-            if maps is not None:
-                out = cv2.remap(out, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if self.motion is not None:
+            x0, y0, x1, y1 = self.motion.region
+            map_x, map_y = motion_maps(self.motion, self.motion_plans, index)
+            out[y0:y1, x0:x1] = cv2.remap(out, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if self.plan.mask is not None:
             m = self.plan.mask[..., None]
             out = (frame * (1 - m) + out * m + 0.5).astype(np.uint8)
@@ -126,7 +129,7 @@ class BuiltinRenderer:
         scale = geo.frame.scale
         warp = mouth_warp(geo, shape, step=1 if scale < 60 else 2)
         roi = cv2.remap(src, warp.map_x, warp.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        patch = np.clip(paint_interior(roi.astype(np.float32), warp, state.colours, scale) + 0.5, 0, 255).astype(np.uint8)
+        patch = paint_interior(roi, warp, state.colours, scale)
         out[y0:y1, x0:x1] = patch
         if self.still:
             # A still's mouth depends only on the shape: reuse patches (bounded LRU).

@@ -72,57 +72,89 @@ def plan_life(n: int, fps: int, seed: int, style: Style, talking: np.ndarray | N
     return LifePlan(blink, angle.astype(np.float32), shift.astype(np.float32), nod.astype(np.float32), breath)
 
 
+@dataclass(frozen=True)
+class FaceAnchor:
+    box: np.ndarray  # face box, px
+    chin: np.ndarray  # pivot for head roll, px
+    scale: float  # face scale, px
+
+
 @dataclass
 class MotionField:
-    """Per-face weight maps, computed once for a still: the head moves, the background stays."""
+    """Weight maps for every face of a still, computed once: heads move, the background stays.
 
-    head_weight: np.ndarray  # (h/STEP, w/STEP) float32: the fields are smooth, so work coarse
-    body_weight: np.ndarray
-    pivot: np.ndarray  # neck point, px
-    scale: float  # face scale px
-    grid_x: np.ndarray  # coarse grid coordinates, px
+    Everything lives on a coarse grid (the fields are smooth) over the region the weights cover, so a
+    frame costs one small remap instead of a full-frame one.
+    """
+
+    region: tuple[int, int, int, int]  # x0, y0, x1, y1 px
+    grid_x: np.ndarray  # coarse grid node coordinates, px
     grid_y: np.ndarray
-    shape: tuple[int, int]  # full frame (h, w)
+    heads: list[np.ndarray]  # per face, 1 on the head fading to 0
+    bodies: list[np.ndarray]  # per face, the torso below the chin (breathing)
+    anchors: list[FaceAnchor]
+    identity: tuple[np.ndarray, np.ndarray]  # full-resolution identity maps over the region
 
 
 STEP = 8
 
 
-def motion_field(shape: tuple[int, int], box: np.ndarray, chin: np.ndarray, scale: float) -> MotionField:
-    h, w = shape
-    gy, gx = np.mgrid[0:h + STEP:STEP, 0:w + STEP:STEP].astype(np.float32)
+def _head_body(gx, gy, a: FaceAnchor) -> tuple[np.ndarray, np.ndarray]:
+    box, s = a.box, a.scale
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     rx, ry = (box[2] - box[0]) * 0.95, (box[3] - box[1]) * 1.15
     d = np.sqrt(((gx - cx) / rx) ** 2 + ((gy - cy) / ry) ** 2)
     head = np.clip(1.6 - d, 0, 1) ** 1.5  # 1 on the head, fading out over about its own size
-    head = cv2.GaussianBlur(head, (0, 0), max(0.5, scale * 0.1 / STEP))
-    below = np.clip((gy - chin[1]) / (0.6 * scale), 0, 1)
+    below = np.clip((gy - a.chin[1]) / (0.6 * s), 0, 1) * np.clip((a.chin[1] + 3.5 * s - gy) / (1.5 * s), 0, 1)
     body = below * np.clip(1.4 - np.abs(gx - cx) / (2.2 * rx), 0, 1)
-    return MotionField(head.astype(np.float32), body.astype(np.float32), chin.astype(np.float32), scale, gx, gy, shape)
+    return head.astype(np.float32), body.astype(np.float32)
 
 
-def motion_maps(fields: list[MotionField], plans: list[LifePlan], index: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Backward maps moving each head (roll about the neck, shift, nod) and its torso (breathing),
-    each face by its own plan."""
-    if not fields:
+def motion_field(shape: tuple[int, int], anchors: list[FaceAnchor]) -> MotionField | None:
+    if not anchors:
         return None
-    disp_x, disp_y = np.zeros_like(fields[0].grid_x), np.zeros_like(fields[0].grid_y)
-    for f, plan in zip(fields, plans):
-        a = np.deg2rad(plan.angle[index])
-        tx = plan.shift[index, 0] * f.scale
-        ty = (plan.shift[index, 1] + plan.nod[index]) * f.scale
-        px, py = f.pivot
+    h, w = shape
+    # Region: where any weight is non-zero (heads reach 1.6 radii; torsos 3.5 scales below the chin).
+    x0, y0, x1, y1 = w, h, 0, 0
+    for a in anchors:
+        box, s = a.box, a.scale
+        rx, ry = (box[2] - box[0]) * 0.95 * 1.6, (box[3] - box[1]) * 1.15 * 1.6
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, x1 = min(x0, cx - max(rx, 3.1 * rx / 1.6)), max(x1, cx + max(rx, 3.1 * rx / 1.6))
+        y0, y1 = min(y0, cy - ry), max(y1, max(cy + ry, a.chin[1] + 3.5 * s))
+    x0, y0 = int(max(0, x0 - STEP)), int(max(0, y0 - STEP))
+    x1, y1 = int(min(w, x1 + STEP)), int(min(h, y1 + STEP))
+    # Nodes sit at STEP*k + (STEP-1)/2, where cv2.resize puts source pixel centres, so an upscaled
+    # grid lines up exactly with the pixels.
+    off = (STEP - 1) / 2
+    gy, gx = np.mgrid[y0 + off:y1 + STEP:STEP, x0 + off:x1 + STEP:STEP].astype(np.float32)
+    heads, bodies = zip(*(_head_body(gx, gy, a) for a in anchors))
+    ix, iy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    return MotionField((x0, y0, x1, y1), gx, gy, list(heads), list(bodies), list(anchors), (ix, iy))
+
+
+def motion_maps(field: MotionField, plans: list[LifePlan], index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps over `field.region` moving each head (roll about the neck, shift, nod) and its
+    torso (breathing), each face by its own plan."""
+    disp_x, disp_y = np.zeros_like(field.grid_x), np.zeros_like(field.grid_y)
+    gx, gy = field.grid_x, field.grid_y
+    for a, head, body, plan in zip(field.anchors, field.heads, field.bodies, plans):
+        angle = np.deg2rad(plan.angle[index])
+        tx = plan.shift[index, 0] * a.scale
+        ty = (plan.shift[index, 1] + plan.nod[index]) * a.scale
+        px, py = a.chin
         # Inverse rotation about the pivot, then inverse shift: where each output pixel came from.
-        dx, dy = f.grid_x - px - tx, f.grid_y - py - ty
-        sx = px + np.cos(a) * dx + np.sin(a) * dy
-        sy = py - np.sin(a) * dx + np.cos(a) * dy
-        disp_x += f.head_weight * (sx - f.grid_x)
-        disp_y += f.head_weight * (sy - f.grid_y)
-        disp_y += f.body_weight * (-(f.grid_y - py) * plan.breath[index])
-    h, w = fields[0].shape
+        dx, dy = gx - px - tx, gy - py - ty
+        sx = px + np.cos(angle) * dx + np.sin(angle) * dy
+        sy = py - np.sin(angle) * dx + np.cos(angle) * dy
+        disp_x += head * (sx - gx)
+        disp_y += head * (sy - gy) - body * (gy - py) * plan.breath[index]
+    ix, iy = field.identity
+    h, w = ix.shape
     gh, gw = disp_x.shape
-    # Resize the coarse grid (whose last node lies at or past the edge) onto the full frame.
-    up_x = cv2.resize(disp_x, (gw * STEP, gh * STEP), interpolation=cv2.INTER_LINEAR)[:h, :w]
-    up_y = cv2.resize(disp_y, (gw * STEP, gh * STEP), interpolation=cv2.INTER_LINEAR)[:h, :w]
-    ix, iy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return ix + up_x, iy + up_y
+    # Resize the coarse grid (whose last node lies at or past the edge) onto the region.
+    map_x = cv2.resize(disp_x, (gw * STEP, gh * STEP), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    map_y = cv2.resize(disp_y, (gw * STEP, gh * STEP), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    map_x += ix
+    map_y += iy
+    return map_x, map_y

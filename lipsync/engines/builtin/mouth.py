@@ -42,11 +42,13 @@ def mouth_colours(frame: np.ndarray, lm: np.ndarray) -> MouthColours:
 
 
 def paint_interior(roi_rgb: np.ndarray, warp: MouthWarp, colours: MouthColours, scale: float) -> np.ndarray:
-    """Composite the mouth interior into the warped ROI (float32 in, float32 out)."""
-    alpha = warp.interior
-    if not np.any(alpha > 0.01):
+    """Composite the mouth interior into the warped ROI (uint8, in place; also returned)."""
+    rows, cols = np.nonzero(warp.interior > 0.01)
+    if rows.size == 0:
         return roi_rgb
-    d, a, gap = warp.depth, np.abs(warp.across), warp.gap_px
+    # Work only on the opening's bounding box: it is a small part of the lower-face ROI.
+    box = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    alpha, d, a, gap = warp.interior[box], warp.depth[box], np.abs(warp.across[box]), warp.gap_px[box]
     dist_top = d * gap  # px below the upper inner lip
     dist_bot = (1 - d) * gap  # px above the lower inner lip
     teeth_w = smoothstep(0.85, 0.55, a)  # teeth stop short of the corners
@@ -64,4 +66,5 @@ def paint_interior(roi_rgb: np.ndarray, warp: MouthWarp, colours: MouthColours, 
     layer = layer * (1 - upper[..., None]) + colours.teeth * teeth_shade * upper[..., None]
     layer = layer * (1 - lower[..., None]) + colours.teeth * 0.85 * shade * lower[..., None]
     alpha = alpha[..., None]
-    return roi_rgb * (1 - alpha) + layer * alpha
+    roi_rgb[box] = np.clip(roi_rgb[box] * (1 - alpha) + layer * alpha + 0.5, 0, 255).astype(np.uint8)
+    return roi_rgb

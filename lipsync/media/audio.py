@@ -1,0 +1,146 @@
+"""Audio in and out: decode anything to float32 mono, loudness-normalize, lay out dialogue, write WAV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+from scipy import ndimage, signal
+
+from ..errors import InputError
+
+
+def load_audio(path: Path, field: str, sr: int) -> np.ndarray:
+    """Decode the first audio stream of any audio or video file to float32 mono at ``sr`` Hz."""
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise InputError(field, "cannot read this file as audio") from exc
+    with container:
+        if not container.streams.audio:
+            raise InputError(field, "has no audio track")
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # let the resampler run on sample counts, not on (possibly broken) timestamps
+                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+        except av.FFmpegError as exc:
+            if not chunks:
+                raise InputError(field, "cannot decode the audio") from exc
+            # A damaged tail: keep what decoded cleanly.
+    x = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if x.size == 0:
+        raise InputError(field, "audio is empty (zero length)")
+    x = np.nan_to_num(x, copy=False)
+    top = float(np.abs(x).max())
+    if top > 1.0:  # surround downmixes can sum past full scale; keep the float range sane
+        x /= top
+    return x
+
+
+def _k_weighting(sr: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """ITU-R BS.1770 pre-filter (high shelf + high pass) for any sample rate, as libebur128 derives it."""
+    f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
+    k = np.tan(np.pi * f0 / sr)
+    vh = 10.0 ** (gain_db / 20.0)
+    vb = vh**0.4996667741545416
+    a0 = 1.0 + k / q + k * k
+    shelf_b = np.array([(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0])
+    shelf_a = np.array([1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0])
+    f0, q = 38.13547087602444, 0.5003270373238773
+    k = np.tan(np.pi * f0 / sr)
+    a0 = 1.0 + k / q + k * k
+    hp_b = np.array([1.0, -2.0, 1.0])
+    hp_a = np.array([1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0])
+    return [(shelf_b, shelf_a), (hp_b, hp_a)]
+
+
+def integrated_loudness(x: np.ndarray, sr: int) -> float:
+    """Integrated loudness (LUFS) of a mono signal per ITU-R BS.1770-4; -inf for silence."""
+    y = np.asarray(x, dtype=np.float64)
+    for b, a in _k_weighting(sr):
+        y = signal.lfilter(b, a, y)
+    block, step = int(round(0.4 * sr)), int(round(0.1 * sr))
+    if y.size == 0:
+        return float("-inf")
+    if y.size < block:
+        z = np.array([np.mean(y * y)])
+    else:
+        csum = np.concatenate([[0.0], np.cumsum(y * y)])
+        starts = np.arange(0, y.size - block + 1, step)
+        z = (csum[starts + block] - csum[starts]) / block
+    with np.errstate(divide="ignore"):
+        lufs = -0.691 + 10.0 * np.log10(z)
+    z = z[lufs > -70.0]  # absolute gate
+    if z.size == 0:
+        return float("-inf")
+    relative = -0.691 + 10.0 * np.log10(z.mean()) - 10.0
+    z = z[-0.691 + 10.0 * np.log10(z) > relative]
+    return float(-0.691 + 10.0 * np.log10(z.mean()))
+
+
+def limit_peaks(x: np.ndarray, sr: int, peak: float = 0.95) -> np.ndarray:
+    """Smooth look-ahead limiter: |out| <= peak, gain changes over ~10 ms instead of hard clipping."""
+    mag = np.abs(x)
+    if mag.size == 0 or mag.max() <= peak:
+        return x
+    gain = np.minimum(1.0, peak / np.maximum(mag, 1e-12))
+    w = max(1, int(0.01 * sr))
+    # A minimum over 2w+1 samples then a mean over w: the mean only sees values <= each sample's own gain.
+    gain = ndimage.minimum_filter1d(gain, size=2 * w + 1, mode="nearest")
+    gain = ndimage.uniform_filter1d(gain, size=w, mode="nearest")
+    return np.clip(x * gain, -peak, peak).astype(np.float32)
+
+
+def loudness_normalize(x: np.ndarray, sr: int, target_lufs: float = -16.0, peak: float = 0.95) -> np.ndarray:
+    """Gain ``x`` to ``target_lufs`` integrated loudness, then limit peaks to ``peak``; silence stays silence."""
+    x = np.asarray(x, dtype=np.float32)
+    # Limiting peaks lowers the loudness a little; a second or third pass makes that up.
+    for _ in range(3):
+        loudness = integrated_loudness(x, sr)
+        if not np.isfinite(loudness) or abs(loudness - target_lufs) < 0.1:
+            break
+        x = limit_peaks(x * np.float32(10.0 ** ((target_lufs - loudness) / 20.0)), sr, peak)
+    return limit_peaks(x, sr, peak).astype(np.float32, copy=False)
+
+
+def arrange_dialogue(left: np.ndarray, right: np.ndarray, order: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Place two speakers on one timeline; returns (mix, left_on_timeline, right_on_timeline), equal lengths.
+
+    ``meanwhile``: both start at 0; ``left_right`` / ``right_left``: one after the other.
+    Each speaker's track is zero wherever that speaker is not placed, so it can drive only its own mouth.
+    """
+    left = np.asarray(left, dtype=np.float32).reshape(-1)
+    right = np.asarray(right, dtype=np.float32).reshape(-1)
+    if order == "meanwhile":
+        n = max(left.size, right.size)
+        left_at, right_at = 0, 0
+    elif order == "left_right":
+        n = left.size + right.size
+        left_at, right_at = 0, left.size
+    elif order == "right_left":
+        n = left.size + right.size
+        left_at, right_at = right.size, 0
+    else:
+        raise InputError("order", f"{order!r} is not allowed; expected 'meanwhile', 'left_right' or 'right_left'")
+    left_tl = np.zeros(n, np.float32)
+    right_tl = np.zeros(n, np.float32)
+    left_tl[left_at : left_at + left.size] = left
+    right_tl[right_at : right_at + right.size] = right
+    mix = left_tl + right_tl
+    top = float(np.abs(mix).max()) if n else 0.0
+    if top > 1.0:  # only overlapping speech can push the sum past full scale
+        mix *= np.float32(0.99 / top)
+    return mix, left_tl, right_tl
+
+
+def write_wav(path: Path, x: np.ndarray, sr: int) -> None:
+    """Write float mono samples as 16-bit PCM WAV (clipped to [-1, 1])."""
+    x = np.clip(np.asarray(x, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    sf.write(str(path), x, sr, subtype="PCM_16", format="WAV")
