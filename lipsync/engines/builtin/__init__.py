@@ -127,7 +127,7 @@ class BuiltinRenderer:
             out[y0:y1, x0:x1] = state.patches[key]
             return
         scale = geo.frame.scale
-        warp = mouth_warp(geo, shape, step=1 if scale < 60 else 2)
+        warp = mouth_warp(geo, shape)
         roi = cv2.remap(src, warp.map_x, warp.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         patch = paint_interior(roi, warp, state.colours, scale)
         out[y0:y1, x0:x1] = patch

@@ -17,6 +17,7 @@ class MouthColours:
     cavity: np.ndarray  # RGB float32
     teeth: np.ndarray
     tongue: np.ndarray
+    line: np.ndarray  # where closed lips meet
 
 
 def mouth_colours(frame: np.ndarray, lm: np.ndarray) -> MouthColours:
@@ -38,11 +39,17 @@ def mouth_colours(frame: np.ndarray, lm: np.ndarray) -> MouthColours:
         cavity=lip * 0.18 + 6,
         teeth=np.array([236, 230, 214], np.float32) * light,
         tongue=lip * 0.55 + np.array([12, 0, 0], np.float32),
+        line=lip * 0.55,
     )
 
 
 def paint_interior(roi_rgb: np.ndarray, warp: MouthWarp, colours: MouthColours, scale: float) -> np.ndarray:
     """Composite the mouth interior into the warped ROI (uint8, in place; also returned)."""
+    rows, cols = np.nonzero(warp.seam > 0.01)
+    if rows.size:
+        box = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        seam = warp.seam[box][..., None]
+        roi_rgb[box] = (roi_rgb[box] * (1 - seam) + colours.line * seam + 0.5).astype(np.uint8)
     rows, cols = np.nonzero(warp.interior > 0.01)
     if rows.size == 0:
         return roi_rgb

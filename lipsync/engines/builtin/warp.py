@@ -153,12 +153,13 @@ class MouthWarp:
     depth: np.ndarray  # 0 at the upper inner lip → 1 at the lower inner lip
     across: np.ndarray  # -1..1 from corner to corner
     gap_px: np.ndarray  # target gap at this column, px
+    seam: np.ndarray  # alpha of the line where lips that were apart in the source now meet
 
 
 UPPER_SHARE = 0.3  # the upper lip takes this share of an opening, the jaw the rest
 
 
-def mouth_warp(geo: MouthGeometry, shape: MouthShape, step: int = 2) -> MouthWarp:
+def mouth_warp(geo: MouthGeometry, shape: MouthShape, step: int = 1) -> MouthWarp:
     f, s = geo.frame, geo.frame.scale
     x0, y0, x1, y1 = geo.roi
     gx = np.arange(x0, x1 + step, step, dtype=np.float64)
@@ -175,6 +176,10 @@ def mouth_warp(geo: MouthGeometry, shape: MouthShape, step: int = 2) -> MouthWar
     # Vertical knots per column, source (S) and target (T = S + displacement).
     S_uo, S_ui = geo.upper_outer(u_src), geo.upper_inner(u_src)
     S_li, S_lo = geo.lower_inner(u_src), geo.lower_outer(u_src)
+    # Where the source mouth is open, FaceMesh's inner-lip contour sits a little inside the lips, on
+    # the teeth: widen it so closing folds the lip edges together instead of leaving a row of teeth.
+    margin = 0.03 * s * smoothstep(0.5, 3.0, S_li - S_ui)
+    S_ui, S_li = np.maximum(S_ui - margin / 2, S_uo), np.minimum(S_li + margin / 2, S_lo)
     S_ch = np.maximum(geo.chin(u_src), S_lo + 0.1 * s)
     v_top = np.minimum(geo.v_nose, S_uo - 0.12 * s)
     v_bot = S_ch + 0.35 * s
@@ -200,6 +205,10 @@ def mouth_warp(geo: MouthGeometry, shape: MouthShape, step: int = 2) -> MouthWar
     feather = max(0.6, 0.012 * s)
     interior = smoothstep(0, feather, v - T_ui) * smoothstep(0, feather, T_li - v) * (gap_t > 0.5)
     depth = np.clip((v - T_ui) / np.maximum(T_li - T_ui, 1e-3), 0, 1)
+    # Closing a mouth that was open (teeth showing) leaves a row of teeth pixels where the lips meet:
+    # cover it with a thin dark lip line.
+    closing = smoothstep(0.5, 2.0, gap_s - gap_t) * smoothstep(1.0, 0.8, np.abs(across))
+    seam = closing * smoothstep(max(1.0, 0.012 * s), 0, np.abs(v - (T_ui + T_li) / 2)) * (gap_t < 1.5)
 
     h, w = y1 - y0, x1 - x0
 
@@ -210,7 +219,8 @@ def mouth_warp(geo: MouthGeometry, shape: MouthShape, step: int = 2) -> MouthWar
     ix, iy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     map_x = ix + full(xs - X)
     map_y = iy + full(ys - Y)
-    return MouthWarp(geo.roi, map_x, map_y, full(interior), full(depth), full(np.clip(across, -1, 1)), full(gap_t))
+    return MouthWarp(geo.roi, map_x, map_y, full(interior), full(depth), full(np.clip(across, -1, 1)), full(gap_t),
+                     full(seam))
 
 
 @dataclass(frozen=True)
