@@ -224,3 +224,29 @@ def test_dialogue_with_silent_right_track_names_right_audio(two_people_png, bad_
     record = run_job(MultiRequest(image=str(two_people_png), left_audio=str(short_speech),
                                   right_audio=str(bad_media / "silence.wav")), out_path=tmp_path / "o.mp4")
     _failed(record, "right_audio", tmp_path / "o.mp4", "no speech")
+
+
+REPO = Path(__file__).resolve().parents[1]
+TRANSCRIPT = (REPO / "assets" / "speech_en.txt").read_text().strip()
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_outputs_meet_the_sync_targets(kind, tmp_path):
+    """Measured on the output video by a landmark detector: r ≥ 0.6 at |lag| ≤ 1, mouth closed in
+    silences, lips closed on /p b m/, and for a dub the face above the nose untouched (≥ 40 dB)."""
+    from lipsync.quality import sync_report
+
+    audio = REPO / "assets" / "speech_en.wav"
+    source = REPO / "assets" / ("portrait.png" if kind == "image" else "talking.mp4")
+    request = (ImageRequest(image=str(source), audio=str(audio), transcript=TRANSCRIPT, seed=5) if kind == "image"
+               else VideoRequest(video=str(source), audio=str(audio), transcript=TRANSCRIPT))
+    record = run_job(request, out_path=tmp_path / "o.mp4")
+    assert record.status == "completed", record.error
+    report = sync_report(tmp_path / "o.mp4", audio, transcript=TRANSCRIPT,
+                         reference=source if kind == "video" else None, plot=tmp_path / "sync.png")
+    assert report.r >= 0.6 and abs(report.best_lag) <= 1, report.to_dict()
+    assert report.silence_closed is not None and report.silence_closed >= 0.9, report.to_dict()
+    assert report.bilabial_closed is not None and report.bilabial_closed >= 0.8, report.to_dict()
+    if kind == "video":
+        assert report.upper_face_psnr >= 40, report.to_dict()
+    assert (tmp_path / "sync.png").stat().st_size > 10_000
