@@ -15,6 +15,9 @@ class InputError(LipsyncError):
         self.problem = problem
         super().__init__(f"{field}: {problem}")
 
+    def __reduce__(self):  # survives pickling (errors raised in worker processes)
+        return (InputError, (self.field, self.problem))
+
 
 class EngineError(LipsyncError):
     """An engine cannot run (missing weights, unsupported option, ...)."""
@@ -25,3 +28,6 @@ class Cancelled(LipsyncError):
 
     def __init__(self, message: str = "cancelled by the user"):
         super().__init__(message)
+
+    def __reduce__(self):
+        return (Cancelled, self.args)

@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import sys
+import types
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -68,8 +69,19 @@ def _quiet_stderr(enabled: bool = True) -> Iterator[None]:
 def _import_mediapipe():
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _quiet_stderr():
-        import mediapipe as mp
+    # mediapipe's package init imports its drawing helpers, which import matplotlib.pyplot (~0.45 s of
+    # every job's start-up). We never draw: stand empty modules in for them during the import, then
+    # take the stand-ins out of sys.modules so an explicit import elsewhere still gets the real ones.
+    stubs = [name for name in ("mediapipe.python.solutions.drawing_utils", "mediapipe.python.solutions.drawing_styles")
+             if name not in sys.modules]
+    for name in stubs:
+        sys.modules[name] = types.ModuleType(name)
+    try:
+        with _quiet_stderr():
+            import mediapipe as mp
+    finally:
+        for name in stubs:
+            sys.modules.pop(name, None)
 
     try:
         from absl import logging as absl_logging
