@@ -7,7 +7,9 @@ The job record around it (ids, timings, errors) is `lipsync.jobs`' business.
 
 from __future__ import annotations
 
+import queue
 import secrets
+import threading
 import tempfile
 import time
 from contextlib import ExitStack, contextmanager
@@ -124,8 +126,15 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
             plan = RenderPlan(model=request.model, size=size, fps=config.FPS, n_frames=n_frames, speakers=speakers,
                               seed=seed, style=style, mask=mask, audio=audio_out, sample_rate=AUDIO_RATE)
             renderer = engine.renderer(model, plan)
-        frames = _video_frames(request, visual, size, n_frames, analyzer, mask, clock, stack) if still is None \
-            else ((still, [sp.face for sp in speakers]) for _ in range(n_frames))
+        if still is None:
+            from .media.video import VideoSource
+
+            source = stack.enter_context(VideoSource(visual, "video", size, config.FPS))
+            tracker = _face_tracker(request, analyzer, mask)
+            # Entered after the source, so the worker thread stops before the source closes.
+            frames = stack.enter_context(_Prefetch(_video_frames(source, tracker, n_frames, clock)))
+        else:
+            frames = ((still, [sp.face for sp in speakers]) for _ in range(n_frames))
         from .media.writer import VideoWriter
 
         with VideoWriter(out_path, size, audio_out, AUDIO_RATE, fps=config.FPS, crf=CRF) as writer:
@@ -222,10 +231,8 @@ def _pick_still_faces(request, faces: list, mask: Optional[np.ndarray]) -> list:
     return sorted(ranked, key=lambda f: f.centre[0])
 
 
-def _video_frames(request: VideoRequest, path: Path, size, n_frames: int, analyzer, mask, clock, stack):
-    """Yield (frame, [face]) for the output timeline: truncated or ping-pong extended, face tracked."""
+def _face_tracker(request: VideoRequest, analyzer, mask):
     from .face import FaceTracker
-    from .media.video import VideoSource
 
     pick = None
     if request.face_index is not None:
@@ -233,8 +240,11 @@ def _video_frames(request: VideoRequest, path: Path, size, n_frames: int, analyz
         pick = lambda faces: faces[index] if index < len(faces) else None  # noqa: E731
     elif mask is not None:
         pick = lambda faces: max(faces, key=lambda f: _mask_cover(f, mask)) if faces else None  # noqa: E731
-    tracker = FaceTracker(analyzer, pick=pick, fps=config.FPS)
-    source = stack.enter_context(VideoSource(path, "video", size, config.FPS))
+    return FaceTracker(analyzer, pick=pick, fps=config.FPS)
+
+
+def _video_frames(source, tracker, n_frames: int, clock) -> Iterator:
+    """(frame, [face]) on the output timeline: truncated or ping-pong extended, face tracked."""
     frames = source.frames(n_frames)
     while True:
         with clock("decode"):
@@ -244,3 +254,57 @@ def _video_frames(request: VideoRequest, path: Path, size, n_frames: int, analyz
         with clock("analysis"):
             face = tracker.update(frame)
         yield frame, [face]
+
+
+class _Prefetch:
+    """Run an iterator in a worker thread, a few items ahead, as a context manager.
+
+    Decoding (PyAV) and face tracking (mediapipe) release the GIL for much of their work, so on a second
+    core they overlap rendering and encoding. Memory stays bounded by `depth` frames.
+    """
+
+    _DONE = object()
+
+    def __init__(self, items: Iterator, depth: int = 6):
+        self.items, self.queue, self.stop = items, queue.Queue(maxsize=depth), threading.Event()
+        self.thread = threading.Thread(target=self._work, name="lipsync-prefetch", daemon=True)
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for item in self.items:
+                if not self._put(item):
+                    return
+            self._put(self._DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self._put(_Failure(exc))
+
+    def __enter__(self) -> Iterator:
+        self.thread.start()
+        return self._consume()
+
+    def _consume(self) -> Iterator:
+        while True:
+            item = self.queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+@dataclass
+class _Failure:
+    exc: BaseException

@@ -121,7 +121,8 @@ class BuiltinRenderer:
         x0, y0, x1, y1 = geo.roi
         if x1 - x0 < 4 or y1 - y0 < 4:
             return
-        key = (round(shape.gap * 400), round(shape.width * 20), round(shape.smile * 20))
+        # Half-pixel gap steps and 0.1 width steps are below what the eye (or the encoder) resolves.
+        key = (round(shape.gap * geo.frame.scale * 2), round(shape.width * 10), round(shape.smile * 20))
         if self.still and key in state.patches:
             state.patches.move_to_end(key)
             out[y0:y1, x0:x1] = state.patches[key]
