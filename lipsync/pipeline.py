@@ -26,7 +26,11 @@ from .engines.base import Progress, RenderPlan, Speaker
 from .errors import Cancelled, EngineError, InputError
 from .requests import ImageRequest, MultiRequest, Request, VideoRequest
 
-AUDIO_RATE = 48000  # output audio; analysis resamples to what it needs
+# Analysis works on 16 kHz mono. The output audio is built by ffmpeg from the source files (AudioMix),
+# so a long job never holds full-rate audio in memory.
+AUDIO_RATE = 16000
+LOUDNESS_TARGET = -16.0  # LUFS
+MAX_GAIN_DB = 30.0
 # x264 quality: at 16 the untouched face region stays ≥ 40 dB (luma PSNR) from the input through encoding.
 CRF = 16
 CancelCheck = Callable[[], bool]
@@ -63,10 +67,11 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
            cancel: Optional[CancelCheck] = None) -> RenderResult:
     """Render `request` into `out_path` (an MP4 that appears only when complete)."""
     from .face import FaceAnalyzer
-    from .media.audio import arrange_dialogue, load_audio, loudness_normalize
+    from .media.audio import arrange_dialogue, integrated_loudness, load_audio
     from .media.fetch import resolve
     from .media.probe import expect_kind, probe
     from .media.video import output_size, read_image
+    from .media.writer import AudioMix, AudioTrack, VideoWriter
     from .speech import analyze_speech
 
     report = progress or (lambda fraction, stage: None)
@@ -89,13 +94,22 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
             visual_info = probe(visual, visual_field)
             expect_kind(visual_info, visual_field, ("video",) if visual_field == "video" else ("image",))
             if isinstance(request, MultiRequest):
-                left = _load_speech(resolve(request.left_audio, "left_audio", work), "left_audio", load_audio, probe, expect_kind)
-                right = _load_speech(resolve(request.right_audio, "right_audio", work), "right_audio", load_audio, probe, expect_kind)
+                left_path, right_path = (resolve(getattr(request, f), f, work) for f in ("left_audio", "right_audio"))
+                left = _load_speech(left_path, "left_audio", load_audio, probe, expect_kind)
+                right = _load_speech(right_path, "right_audio", load_audio, probe, expect_kind)
                 mix, left_line, right_line = arrange_dialogue(left, right, request.order)
                 voices = [("left_audio", left_line, request.left_transcript), ("right_audio", right_line, request.right_transcript)]
+                first, second = len(left) / AUDIO_RATE, len(right) / AUDIO_RATE
+                starts = {"meanwhile": (0.0, 0.0), "left_right": (0.0, first), "right_left": (second, 0.0)}[request.order]
+                tracks_out = (AudioTrack(left_path, starts[0]), AudioTrack(right_path, starts[1]))
+                loudness = integrated_loudness(left_line + right_line, AUDIO_RATE)  # as ffmpeg will sum them
+                del left, right
             else:
-                mix = _load_speech(resolve(request.audio, "audio", work), "audio", load_audio, probe, expect_kind)
+                audio_path = resolve(request.audio, "audio", work)
+                mix = _load_speech(audio_path, "audio", load_audio, probe, expect_kind)
                 voices = [("audio", mix, request.transcript)]
+                tracks_out = (AudioTrack(audio_path),)
+                loudness = integrated_loudness(mix, AUDIO_RATE)
             size = output_size(visual_info.width, visual_info.height, request.resolution)
             mask = _load_mask(resolve(request.mask_image, "mask_image", work), size, read_image) if request.mask_image else None
         n_frames = max(1, round(len(mix) / AUDIO_RATE * config.FPS))
@@ -117,14 +131,15 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
                 speakers = [Speaker(track, face, role) for track, face, role in
                             zip(tracks, chosen, ("left", "right") if len(chosen) == 2 else ("speaker",))]
                 result.faces_found = len(chosen)
-        audio_out = loudness_normalize(mix, AUDIO_RATE)
+        gain = float(np.clip(LOUDNESS_TARGET - loudness, -MAX_GAIN_DB, MAX_GAIN_DB)) if np.isfinite(loudness) else 0.0
+        audio_out = AudioMix(tracks_out, duration=len(mix) / AUDIO_RATE, gain_db=gain)
 
         # 3. Engine + media out, streamed frame by frame.
         report(0.1, "render")
         with clock("render"):
             model = engine.load(progress)
             plan = RenderPlan(model=request.model, size=size, fps=config.FPS, n_frames=n_frames, speakers=speakers,
-                              seed=seed, style=style, mask=mask, audio=audio_out, sample_rate=AUDIO_RATE)
+                              seed=seed, style=style, mask=mask, audio=mix, sample_rate=AUDIO_RATE)
             renderer = engine.renderer(model, plan)
         if still is None:
             from .media.video import VideoSource
@@ -135,9 +150,7 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
             frames = stack.enter_context(_Prefetch(_video_frames(source, tracker, n_frames, clock)))
         else:
             frames = ((still, [sp.face for sp in speakers]) for _ in range(n_frames))
-        from .media.writer import VideoWriter
-
-        with VideoWriter(out_path, size, audio_out, AUDIO_RATE, fps=config.FPS, crf=CRF) as writer:
+        with VideoWriter(out_path, size, audio_out, fps=config.FPS, crf=CRF) as writer:
             for index, (frame, faces) in enumerate(frames):
                 if cancel is not None and cancel():
                     raise Cancelled()

@@ -250,3 +250,31 @@ def test_outputs_meet_the_sync_targets(kind, tmp_path):
     if kind == "video":
         assert report.upper_face_psnr >= 40, report.to_dict()
     assert (tmp_path / "sync.png").stat().st_size > 10_000
+
+
+def _decoded_audio(path: Path) -> tuple[np.ndarray, int]:
+    with av.open(str(path)) as c:
+        rate = c.streams.audio[0].rate
+        return np.concatenate([f.to_ndarray().mean(axis=0) for f in c.decode(audio=0)]), rate
+
+
+def test_output_audio_is_loudness_normalised_and_laid_out_in_order(two_people_png, tmp_path, media_dir):
+    from lipsync.media.audio import integrated_loudness, load_audio
+
+    left = make_speech(media_dir / "order_left.wav", "One two three four.")
+    right = make_speech(media_dir / "order_right.wav", "Maybe.", voice="en-us+f3")
+    record = run_job(MultiRequest(image=str(two_people_png), left_audio=str(left), right_audio=str(right),
+                                  order="right_left"), out_path=tmp_path / "o.mp4")
+    assert record.status == "completed", record.error
+    audio, rate = _decoded_audio(tmp_path / "o.mp4")
+    assert abs(integrated_loudness(audio, rate) - (-16.0)) < 1.0
+    assert np.abs(audio).max() <= 0.97
+    # right_left: the short right clip first, then the left one, each as loud as the other.
+    n_right = len(load_audio(right, "right_audio", rate))
+    first, rest = audio[:n_right], audio[n_right:]
+    assert abs(len(audio) / rate - audio_seconds(left) - audio_seconds(right)) < 0.06
+    src_left = load_audio(left, "left_audio", rate)
+    lag = np.argmax(np.correlate(np.abs(rest[: len(src_left)]) ** 2, np.abs(src_left[: len(rest)]) ** 2, "full")[
+        len(src_left) - 1 - 200: len(src_left) + 200]) - 200
+    assert abs(lag) < rate // 100  # the left clip starts right after the right one (within 10 ms)
+    assert np.sqrt(np.mean(first**2)) > 0.02

@@ -8,13 +8,50 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
 from .audio import write_wav
 
 _PIPE_SIZE = 1 << 20  # a bigger pipe lets Python hand over a frame while ffmpeg is busy encoding
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    path: Path  # any file with an audio stream (its first one is used)
+    start: float = 0.0  # seconds on the output timeline
+
+
+@dataclass(frozen=True)
+class AudioMix:
+    """The output audio as ffmpeg should build it from the source files, so Python never holds the
+    full-rate audio of a long job: each track placed at its start, summed, gained, peak-limited, and
+    padded or cut to `duration`."""
+
+    tracks: tuple[AudioTrack, ...]
+    duration: float
+    gain_db: float = 0.0
+    peak: float = 0.95
+    sample_rate: int = 48000
+
+    def filter_graph(self, first_input: int) -> str:
+        parts, labels = [], []
+        for i, track in enumerate(self.tracks):
+            delay = round(track.start * 1000)
+            parts.append(f"[{first_input + i}:a:0]aresample={self.sample_rate},"
+                         f"aformat=sample_fmts=fltp:channel_layouts=mono,adelay={delay}:all=1[t{i}]")
+            labels.append(f"[t{i}]")
+        mixed = "".join(labels)
+        if len(labels) > 1:
+            parts.append(f"{mixed}amix=inputs={len(labels)}:normalize=0:duration=longest[mix]")
+            mixed = "[mix]"
+        # level=0: alimiter otherwise re-normalises its output to the limit.
+        parts.append(f"{mixed}volume={self.gain_db:.3f}dB,alimiter=limit={self.peak}:attack=5:release=50:level=0,"
+                     f"apad,atrim=0:{self.duration:.6f}[aout]")
+        return ";".join(parts)
 
 
 def ffmpeg_exe() -> str:
@@ -24,7 +61,9 @@ def ffmpeg_exe() -> str:
 
 
 class VideoWriter:
-    """Write RGB frames at ``fps`` plus ``audio`` (float mono at ``sr``) to ``out_path`` (H.264 yuv420p + AAC).
+    """Write RGB frames at ``fps`` plus audio to ``out_path`` (H.264 yuv420p + AAC).
+
+    ``audio`` is float mono samples at ``sr``, or an ``AudioMix`` that ffmpeg builds from the source files.
 
     The caller writes ``expected_frames`` frames (round(audio duration * fps)); if fewer arrive the last one
     is held, so the video always lasts as long as the audio. The file appears at ``out_path`` only once
@@ -35,8 +74,8 @@ class VideoWriter:
         self,
         out_path: Path,
         size: tuple[int, int],
-        audio: np.ndarray,
-        sr: int,
+        audio: Union[np.ndarray, AudioMix],
+        sr: int | None = None,
         fps: int = 25,
         crf: int = 20,
         preset: str = "veryfast",
@@ -44,12 +83,18 @@ class VideoWriter:
         self.out_path = Path(out_path)
         self.size = (int(size[0]), int(size[1]))
         self.fps = int(fps)
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if audio.size == 0:
+        if not isinstance(audio, AudioMix):
+            audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+            if audio.size == 0:
+                raise ValueError("VideoWriter needs non-empty audio")
+            if not sr:
+                raise ValueError("VideoWriter needs the sample rate of the audio samples")
+        duration = audio.duration if isinstance(audio, AudioMix) else audio.size / sr
+        if duration <= 0:
             raise ValueError("VideoWriter needs non-empty audio")
         if self.size[0] % 2 or self.size[1] % 2:
             raise ValueError(f"frame size must be even for yuv420p, got {self.size}")
-        self.expected_frames = max(1, round(audio.size / sr * self.fps))
+        self.expected_frames = max(1, round(duration * self.fps))
         self.frames_written = 0
         self._last: np.ndarray | None = None
         self._done = False
@@ -57,15 +102,20 @@ class VideoWriter:
         self._tmp_dir = Path(tempfile.mkdtemp(prefix="lipsync-writer-"))
         self._part = self.out_path.with_name(f".{self.out_path.stem}.{secrets.token_hex(4)}.part.mp4")
         try:
-            wav = self._tmp_dir / "audio.wav"
-            write_wav(wav, audio, sr)
+            if isinstance(audio, AudioMix):
+                audio_in = [arg for track in audio.tracks for arg in ("-i", str(track.path))]
+                audio_map = ["-filter_complex", audio.filter_graph(first_input=1), "-map", "[aout]"]
+            else:
+                wav = self._tmp_dir / "audio.wav"
+                write_wav(wav, audio, sr)
+                audio_in, audio_map = ["-i", str(wav)], ["-map", "1:a:0"]
             self._stderr = open(self._tmp_dir / "ffmpeg.log", "w+b")
             w, h = self.size
             cmd = [
                 ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error",
                 "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(self.fps), "-i", "pipe:0",
-                "-i", str(wav),
-                "-map", "0:v:0", "-map", "1:a:0",
+                *audio_in,
+                "-map", "0:v:0", *audio_map,
                 "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
                 # Two cores: x264's default of 3 frame threads plus our producer only adds contention.
                 "-threads", "2",
