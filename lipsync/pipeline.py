@@ -127,7 +127,7 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
             else:
                 still = cv2.resize(read_image(visual, "image"), size, interpolation=cv2.INTER_AREA)
                 faces = analyzer.detect(still)
-                chosen = _pick_still_faces(request, faces, mask)
+                chosen = _pick_still_faces(request, faces, mask, scale=size[0] / visual_info.width)
                 speakers = [Speaker(track, face, role) for track, face, role in
                             zip(tracks, chosen, ("left", "right") if len(chosen) == 2 else ("speaker",))]
                 result.faces_found = len(chosen)
@@ -213,7 +213,26 @@ def _mask_cover(face, mask: np.ndarray) -> float:
     return float(region.mean()) if region.size else 0.0
 
 
-def _pick_still_faces(request, faces: list, mask: Optional[np.ndarray]) -> list:
+def _chosen_face(faces: list, choice, field: str, scale: float, default: int) -> int:
+    """Index of the face a user chose by index or by a box in the input image's pixels."""
+    if choice is None:
+        return default
+    if isinstance(choice, int):
+        if choice >= len(faces):
+            raise InputError(field, f"image has {len(faces)} faces; index {choice} does not exist")
+        return choice
+    from .face.landmarks import box_iou
+
+    box = np.asarray(choice, np.float32) * scale
+    overlaps = [box_iou(face.box, box) for face in faces]
+    best = int(np.argmax(overlaps))
+    if overlaps[best] <= 0:
+        raise InputError(field, "no detected face overlaps that box")
+    return best
+
+
+def _pick_still_faces(request, faces: list, mask: Optional[np.ndarray], scale: float = 1.0) -> list:
+    """The speaking face(s) of a still. `scale` maps input-image pixels to the resized still."""
     n = len(faces)
     if isinstance(request, ImageRequest):
         if n == 0:
@@ -229,11 +248,8 @@ def _pick_still_faces(request, faces: list, mask: Optional[np.ndarray]) -> list:
     if n < 2:
         raise InputError("image", f"found {n} face{'s' if n != 1 else ''}, dialogue needs 2")
     if request.left_face is not None or request.right_face is not None:
-        for name, idx in (("left_face", request.left_face), ("right_face", request.right_face)):
-            if idx is not None and idx >= n:
-                raise InputError(name, f"image has {n} faces; index {idx} does not exist")
-        left = request.left_face if request.left_face is not None else 0
-        right = request.right_face if request.right_face is not None else n - 1
+        left = _chosen_face(faces, request.left_face, "left_face", scale, default=0)
+        right = _chosen_face(faces, request.right_face, "right_face", scale, default=n - 1)
         if left == right:
             raise InputError("right_face", "left and right must be different faces")
         return [faces[left], faces[right]]

@@ -5,7 +5,7 @@ Media fields take a local path or an http(s) URL. Validation errors name the fie
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -14,6 +14,9 @@ from .errors import InputError
 Resolution = Literal["480p", "720p"]
 Order = Literal["meanwhile", "left_right", "right_left"]
 Model = Literal["lipsync-video", "lipsync-image", "lipsync-image-multi"]
+# A face chosen by its index among the detected faces (left to right, from 0), or by a box
+# (x0, y0, x1, y1) in the input image's pixels: the detected face that overlaps it most.
+FaceChoice = Union[Annotated[int, Field(ge=0)], tuple[float, float, float, float]]
 
 
 class _Options(BaseModel):
@@ -58,9 +61,9 @@ class MultiRequest(_Options):
     order: Order = "meanwhile"
     left_transcript: Optional[str] = None
     right_transcript: Optional[str] = None
-    # Override which detected faces speak: indices into the faces sorted left to right.
-    left_face: Optional[int] = Field(default=None, ge=0)
-    right_face: Optional[int] = Field(default=None, ge=0)
+    # Override which detected faces speak.
+    left_face: Optional[FaceChoice] = None
+    right_face: Optional[FaceChoice] = None
 
 
 Request = Union[VideoRequest, ImageRequest, MultiRequest]

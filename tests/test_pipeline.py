@@ -278,3 +278,22 @@ def test_output_audio_is_loudness_normalised_and_laid_out_in_order(two_people_pn
         len(src_left) - 1 - 200: len(src_left) + 200]) - 200
     assert abs(lag) < rate // 100  # the left clip starts right after the right one (within 10 ms)
     assert np.sqrt(np.mean(first**2)) > 0.02
+
+
+def test_dialogue_speakers_can_be_chosen_by_index_or_box(two_people_png, tmp_path, media_dir):
+    """Swapping the faces (by index, or by a box around each) makes the other face speak first."""
+    left = make_speech(media_dir / "swap_left.wav", "Maybe we should map the moon.")
+    right = make_speech(media_dir / "swap_right.wav", "Bob paid.", voice="en-us+f3")
+    n_left = int(audio_seconds(left) * 25)
+    # two_people.png: the astronaut fills x 0-512, Grace Hopper the rest.
+    for name, choice in (("index", dict(left_face=1, right_face=0)),
+                         ("box", dict(left_face=(600, 0, 900, 300), right_face=(150, 40, 350, 300)))):
+        record = run_job(MultiRequest(image=str(two_people_png), left_audio=str(left), right_audio=str(right),
+                                      order="left_right", seed=2, **choice), out_path=tmp_path / f"{name}.mp4")
+        assert record.status == "completed", record.error
+        frames, _ = decode(tmp_path / f"{name}.mp4")
+        with FaceAnalyzer() as analyzer:
+            openings = np.array([[mouth_opening(f.landmarks) for f in analyzer.detect(frame)]
+                                 for frame in frames[: n_left - 3: 2]])
+        # The "left" speaker is now the face on the image's right.
+        assert openings[:, 1].std() > 3 * openings[:, 0].std(), name
