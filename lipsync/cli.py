@@ -51,13 +51,33 @@ def _add_media(p: argparse.ArgumentParser, mode: str, *, required: bool = True, 
         if render:
             p.add_argument("--left-transcript")
             p.add_argument("--right-transcript")
-            p.add_argument("--left-face", type=int, help="override: index of the left speaker's face (left to right from 0)")
-            p.add_argument("--right-face", type=int, help="override: index of the right speaker's face")
+            p.add_argument("--left-face", type=_face_choice,
+                           help="override the left speaker: a face index (left to right from 0) or a box x0,y0,x1,y1")
+            p.add_argument("--right-face", type=_face_choice, help="override the right speaker: index or box")
+
+
+def _face_choice(text: str):
+    """`2` (a face index) or `x0,y0,x1,y1` (a box in the image's pixels)."""
+    parts = text.split(",")
+    try:
+        if len(parts) == 1:
+            return int(parts[0])
+        if len(parts) == 4:
+            return tuple(float(p) for p in parts)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a face index or a box x0,y0,x1,y1, got {text!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, like every other error (argparse would print the whole usage first)."""
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lipsync", description="Local, offline lip sync.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="lipsync", description="Local, offline lip sync.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for mode, help_ in (("video", "dub a video with new audio"), ("image", "make a portrait talk"),
                         ("dialogue", "two people in one image, left and right audio")):
         p = sub.add_parser(mode, help=help_)
@@ -82,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true")
 
     sub.add_parser("engines", help="list engines and what they support")
+
+    from .remote.cli import add_parser as add_remote
+    from .server.cli import add_parser as add_keys
+
+    add_remote(sub)  # `lipsync remote video|image|dialogue`; their handlers come with set_defaults(handler=...)
+    add_keys(sub)  # `lipsync keys create|list|revoke`
     return parser
 
 
@@ -220,7 +246,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands = {"video": cmd_render, "image": cmd_render, "dialogue": cmd_render, "cost": cmd_cost,
                 "sync-report": cmd_sync_report, "engines": cmd_engines}
     try:
-        return commands[args.command](args)
+        return commands[args.command](args) if args.command in commands else args.handler(args)
     except LipsyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -1,0 +1,60 @@
+"""URLs this server hands out: signed links to outputs, and the public job object that carries them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..errors import InputError
+from .db import connect
+from .store import ServerJob
+
+API_PREFIX = "/api/v1"
+
+
+def file_signature(secret: str, name: str) -> str:
+    return hmac.new(secret.encode(), f"file:{name}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def output_url(base_url: str, job_id: str, secret: str) -> str:
+    """A download link that works without the Authorization header (like the hosted API's output URLs),
+    because it is signed: knowing a job id alone is not enough."""
+    name = f"{job_id}.mp4"
+    return f"{base_url.rstrip('/')}{API_PREFIX}/files/{name}?sig={file_signature(secret, name)}"
+
+
+def public_job(job: ServerJob, base_url: str, secret: str) -> dict:
+    """The hosted API's job object, with `output` a URL instead of a local path."""
+    data = job.record.public()
+    data["output"] = output_url(base_url, job.id, secret) if job.record.status == "completed" else None
+    return data
+
+
+def share_file(path: Path, *, ttl: float = 3600.0, home: Optional[Path] = None) -> str:
+    """Serve a local file at an unguessable path for `ttl` seconds; returns "/api/v1/media/<token>/<name>".
+
+    Prefix it with the app's public base URL (share link, Space, LIPSYNC_PUBLIC_URL) to give the hosted
+    API a URL it can fetch: this is how the UI mirrors jobs made from local files."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise InputError("file", f"file not found: {path}")
+    token = secrets.token_urlsafe(24)
+    now = time.time()
+    with connect(home) as conn:
+        conn.execute("DELETE FROM shared_files WHERE expires < ?", (now,))
+        conn.execute("INSERT INTO shared_files (token, path, expires) VALUES (?, ?, ?)", (token, str(path), now + ttl))
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", path.name) or "file"
+    return f"{API_PREFIX}/media/{token}/{name}"
+
+
+def shared_file(token: str, *, home: Optional[Path] = None) -> Optional[Path]:
+    """The file behind a `share_file` token, if the token is known and not expired."""
+    with connect(home) as conn:
+        row = conn.execute("SELECT path FROM shared_files WHERE token = ? AND expires >= ?",
+                           (token, time.time())).fetchone()
+    return Path(row["path"]) if row and Path(row["path"]).is_file() else None

@@ -1,0 +1,152 @@
+"""The job queue: worker threads take queued jobs from SQLite, fetch their media, render, store the
+result and send the webhook. One job at a time by default (a render already uses every core)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import InputError, LipsyncError
+from ..jobs import run_job
+from ..media.fetch import resolve
+from ..requests import Request, parse_request
+from . import keys, webhooks
+from .db import server_secret
+from .links import public_job
+from .settings import ServerSettings
+from .store import JobStore, ServerJob
+
+log = logging.getLogger(__name__)
+MEDIA_FIELDS = ("video", "image", "audio", "left_audio", "right_audio", "mask_image")
+
+
+def work_dir(home: Path, job_id: str) -> Path:
+    return home / "server" / "work" / job_id
+
+
+def upload_dir(home: Path, job_id: str) -> Path:
+    return home / "server" / "uploads" / job_id
+
+
+class JobQueue:
+    """Owns the worker threads and webhook deliveries of one app; `start()`/`stop()` follow its lifespan."""
+
+    def __init__(self, store: JobStore, settings: ServerSettings):
+        self.store = store
+        self.settings = settings
+        self.home = store.home
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._webhooks = None
+
+    def start(self) -> None:
+        for job_id in self.store.fail_interrupted():
+            log.warning("job %s was running when the server stopped: marked failed", job_id)
+        self._stop.clear()
+        self._webhooks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lipsync-webhook")
+        for job in self.store.pending_webhooks():
+            self._send_webhook(job)
+        self._threads = [threading.Thread(target=self._loop, name=f"lipsync-worker-{n}", daemon=True)
+                         for n in range(self.settings.workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Cancel running renders (they go back to the queue and resume at the next start)."""
+        self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._webhooks is not None:
+            self._webhooks.shutdown(wait=False, cancel_futures=True)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            job = self.store.claim_next()
+            if job is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            try:
+                self._run(job)
+            except Exception:  # noqa: BLE001 - keep the worker alive; the job stays visible as failed
+                log.exception("job %s: worker error", job.id)
+                job.record.status, job.record.error = "failed", "internal error in the job queue"
+                self.store.finish(job.record)
+
+    def _run(self, job: ServerJob) -> None:
+        record = job.record
+        workdir = work_dir(self.home, job.id)
+        started = time.perf_counter()
+        try:
+            request = self._fetch_media(job, workdir)
+        except LipsyncError as exc:
+            record.status, record.error = "failed", str(exc)
+            record.executionTime = round((time.perf_counter() - started) * 1000)
+        else:
+            fetch_ms = round((time.perf_counter() - started) * 1000)
+            outputs = self.home / "outputs"
+            outputs.mkdir(parents=True, exist_ok=True)
+            record = run_job(request, out_path=outputs / f"{job.id}.mp4", cancel=self._stop.is_set, record=record)
+            if self._stop.is_set() and record.status == "failed":
+                # Shut down mid-render: resume at the next start rather than report a failure.
+                self.store.requeue(job.id)
+                shutil.rmtree(workdir, ignore_errors=True)
+                return
+            # Downloading the inputs is part of the job, as it is for the hosted API.
+            record.executionTime = (record.executionTime or 0) + fetch_ms
+            if record.status == "completed":
+                record.timings["decode"] = record.timings.get("decode", 0) + fetch_ms
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(upload_dir(self.home, job.id), ignore_errors=True)
+        job.record = record
+        self.store.finish(record)
+        if job.webhook:
+            self._send_webhook(job)
+
+    def _fetch_media(self, job: ServerJob, workdir: Path) -> Request:
+        """Download URL inputs under the server's limits; uploaded files are already local."""
+        form = dict(job.form_state)
+        for field in MEDIA_FIELDS:
+            value = form.get(field)
+            if not value:
+                continue
+            if field in job.uploads:
+                form[field] = job.uploads[field]
+                continue
+            if urlsplit(str(value)).scheme not in ("http", "https"):
+                raise InputError(field, "must be an http(s) URL or an uploaded file")
+            form[field] = str(resolve(str(value), field, workdir, max_bytes=self.settings.max_media_bytes,
+                                      timeout=self.settings.fetch_timeout,
+                                      allow_private=self.settings.allow_private_urls))
+        return parse_request(job.record.model, form)
+
+    def _send_webhook(self, job: ServerJob) -> None:
+        try:
+            self._webhooks.submit(self._deliver, job)
+        except (AttributeError, RuntimeError):
+            pass  # not started or shutting down: the delivery stays pending and goes out at the next start
+
+    def _deliver(self, job: ServerJob) -> None:
+        key = keys.get_key(job.key_id, home=self.home) if job.key_id else None
+        base = self.settings.public_url or job.base_url
+        payload = public_job(job, base, server_secret(self.home))
+        ok = webhooks.deliver(job.webhook, payload, key.webhook_secret if key else None,
+                              attempts=self.settings.webhook_attempts, backoff=self.settings.webhook_backoff,
+                              timeout=self.settings.webhook_timeout, allow_private=self.settings.allow_private_urls,
+                              stop=self._stop)
+        if ok:
+            self.store.set_webhook_state(job.id, "delivered")
+        elif not self._stop.is_set():
+            log.warning("webhook for job %s: giving up after %d attempts", job.id, self.settings.webhook_attempts)
+            self.store.set_webhook_state(job.id, "failed")
