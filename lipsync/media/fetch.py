@@ -80,7 +80,7 @@ def _mb(n: int) -> str:
     return f"{n / (1 << 20):g}"
 
 
-def _check_public(host: str, field: str) -> None:
+def check_public(host: str, field: str) -> None:
     """Refuse hosts that resolve to private, loopback or link-local addresses."""
     try:
         infos = socket.getaddrinfo(host, None)
@@ -125,7 +125,7 @@ def _download(url: str, field: str, workdir: Path, *, max_bytes: int, timeout: f
     def check_request(request: httpx.Request) -> None:
         # Runs for the first request and for every redirect target.
         if not allow_private:
-            _check_public(request.url.host, field)
+            check_public(request.url.host, field)
 
     deadline = time.monotonic() + timeout
     fd, tmp_name = tempfile.mkstemp(dir=workdir, prefix=".download-", suffix=".part")

@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import config
 from ..errors import InputError
 from ..jobs.records import JobRecord
-from ..media.fetch import _check_public  # the same address rules the download applies
+from ..media.fetch import check_public  # the same address rules the download applies
 from ..requests import parse_request
 from . import keys
 from .db import server_secret
@@ -244,7 +244,7 @@ def _new_job(model: str, job_id: str, form_state: dict, webhook: Optional[str], 
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(field, "must be an http(s) URL or a file uploaded with the request (multipart)")
         if not settings.allow_private_urls:
-            _check_public(parts.hostname, field)
+            check_public(parts.hostname, field)
     request = parse_request(model, form_state)
     record = JobRecord(id=job_id, model=model, request=request.model_dump(exclude_none=True))
     return ServerJob(record=record, form_state=form_state, base_url=base, uploads=uploads, webhook=webhook,
