@@ -7,8 +7,8 @@ from pathlib import Path
 import av
 import numpy as np
 import soundfile as sf
-from scipy import ndimage, signal
 
+from .. import dsp
 from ..errors import InputError
 
 
@@ -64,8 +64,7 @@ def _k_weighting(sr: int) -> list[tuple[np.ndarray, np.ndarray]]:
 def integrated_loudness(x: np.ndarray, sr: int) -> float:
     """Integrated loudness (LUFS) of a mono signal per ITU-R BS.1770-4; -inf for silence."""
     y = np.asarray(x, dtype=np.float64)
-    for b, a in _k_weighting(sr):
-        y = signal.lfilter(b, a, y)
+    y = dsp.lfilter_cascade(y, _k_weighting(sr))
     block, step = int(round(0.4 * sr)), int(round(0.1 * sr))
     if y.size == 0:
         return float("-inf")
@@ -93,8 +92,7 @@ def limit_peaks(x: np.ndarray, sr: int, peak: float = 0.95) -> np.ndarray:
     gain = np.minimum(1.0, peak / np.maximum(mag, 1e-12))
     w = max(1, int(0.01 * sr))
     # A minimum over 2w+1 samples then a mean over w: the mean only sees values <= each sample's own gain.
-    gain = ndimage.minimum_filter1d(gain, size=2 * w + 1, mode="nearest")
-    gain = ndimage.uniform_filter1d(gain, size=w, mode="nearest")
+    gain = dsp.uniform_filter1d(dsp.minimum_filter1d(gain, 2 * w + 1), w)
     return np.clip(x * gain, -peak, peak).astype(np.float32)
 
 

@@ -1,16 +1,17 @@
 """Acoustic features per video frame: loudness envelope, voice activity and a lip-spread proxy.
 
-Everything here is plain vectorised numpy/scipy and language independent. Audio of any sample
-rate is first resampled to a fixed internal rate, so results do not depend on the input rate.
+Everything here is plain vectorised numpy (filters in ``lipsync.dsp``) and language independent.
+Audio of any sample rate is first resampled to a fixed internal rate, so results do not depend
+on the input rate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import gcd
 
 import numpy as np
-from scipy import ndimage, signal
+
+from .. import dsp
 
 ENVELOPE_RATE = 16000  # 100-4000 Hz band needs 8 kHz Nyquist plus headroom
 ANALYSIS_RATE = 8000  # VAD / spectral features only look below 4 kHz
@@ -34,22 +35,20 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 def resample(audio: np.ndarray, sr: int, rate: int) -> np.ndarray:
-    """Mono float32 at ``rate`` (polyphase, so cheap even for 44.1 kHz -> 16 kHz)."""
+    """Mono float32 at ``rate`` (soxr, so cheap even for 44.1 kHz -> 16 kHz)."""
     x = to_mono(audio)
     if sr <= 0:
         raise ValueError(f"sample rate must be positive, got {sr}")
     if sr == rate or x.size == 0:
         return x
-    g = gcd(int(sr), int(rate))
-    return signal.resample_poly(x, rate // g, int(sr) // g).astype(np.float32)
+    return dsp.resample(x, int(sr), int(rate))
 
 
 def _bandpass(x: np.ndarray, rate: int, lo: float, hi: float) -> np.ndarray:
     # Zero-phase so the envelope is not delayed relative to the picture.
     if x.size < 64:
         return x
-    sos = signal.butter(4, [lo, min(hi, 0.45 * rate)], btype="bandpass", fs=rate, output="sos")
-    return signal.sosfiltfilt(sos, x).astype(np.float32)
+    return dsp.bandpass_zero_phase(x, rate, lo, min(hi, 0.45 * rate), order=4).astype(np.float32)
 
 
 def _frame_mean(values: np.ndarray, n_frames: int, fps: float, rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +150,7 @@ def hop_voice_activity(feats: FrameFeatures) -> np.ndarray:
     if e.size == 0:
         return np.zeros(0, dtype=bool)
     win = min(e.size, int(5.0 / HOP_S)) | 1
-    noise = ndimage.percentile_filter(e, 10, size=win, mode="nearest")
+    noise = dsp.percentile_filter1d(e, 10, win)
     peak = float(np.percentile(e, 99))
     threshold = np.maximum(noise + 10.0, max(peak - 50.0, -75.0))
     active = e > threshold

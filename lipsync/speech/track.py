@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 import numpy as np
-from scipy import ndimage
 
+from .. import dsp
 from ..errors import InputError
 from .features import (
     HOP_S,
@@ -68,7 +68,7 @@ def _smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
     # Centred Gaussian: zero phase, so no lag between sound and picture.
     if sigma_frames < 0.2 or x.size < 2:
         return x.astype(np.float64)
-    return ndimage.gaussian_filter1d(x.astype(np.float64), sigma_frames, mode="nearest")
+    return dsp.gaussian_filter1d(x, sigma_frames)
 
 
 def _acoustic_width(feats: FrameFeatures, voiced: np.ndarray, n_frames: int, fps: int) -> np.ndarray:
@@ -104,8 +104,8 @@ def _phone_grid(phones: list[Phone], n_hops: int) -> dict[str, np.ndarray]:
             grid[k][a:b] = float(getattr(v, k))
         dom[a:b] = v.dominance
     sigma = _BLEND_S / HOP_S
-    den = ndimage.gaussian_filter1d(dom, sigma, mode="nearest")
-    return {k: ndimage.gaussian_filter1d(dom * g, sigma, mode="nearest") / den for k, g in grid.items()}
+    den = dsp.gaussian_filter1d(dom, sigma)
+    return {k: dsp.gaussian_filter1d(dom * g, sigma) / den for k, g in grid.items()}
 
 
 def _bilabial_closures(

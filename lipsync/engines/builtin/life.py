@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
+from ...dsp import gaussian_filter1d
 from .style import Style
 
 BLINK_MEAN_INTERVAL = 3.6  # s; people blink 15-20 times a minute in conversation
