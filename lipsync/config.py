@@ -21,20 +21,20 @@ def home() -> Path:
     return root
 
 
-def jobs_dir() -> Path:
-    path = home() / "jobs"
+def _subdir(name: str) -> Path:
+    path = home() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def jobs_dir() -> Path:
+    return _subdir("jobs")
 
 
 def outputs_dir() -> Path:
-    path = home() / "outputs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _subdir("outputs")
 
 
 def cache_dir() -> Path:
     """Scratch space for downloads and intermediate files; safe to delete."""
-    path = home() / "cache"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _subdir("cache")
