@@ -20,7 +20,9 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -
 # Pinned: a CPU build lies on disk; an unpinned torch pulls a multi-GB CUDA build.
 TORCH := torch==2.13.0
 # "command:debian-package" pairs; a package is installed only when its command is missing.
-SYSDEPS := espeak-ng:espeak-ng sox:sox
+# chromium: the browser test drives Debian's chromium with Playwright (which cannot download browsers here);
+# the Debian package brings the libraries it needs.
+SYSDEPS := espeak-ng:espeak-ng sox:sox chromium:chromium
 
 .PHONY: install sysdeps test run bench assets
 

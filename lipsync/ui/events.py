@@ -1,0 +1,562 @@
+"""What the studio's buttons and inputs do, as plain functions of plain values (paths, strings, numbers).
+
+`layout.py` wires them to components. Errors a user can act on come back as text or `gr.Error`, never as
+a traceback; the heavy modules (pipeline, face models) are imported on first use so the app starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Optional
+
+from .. import config
+from ..errors import Cancelled, InputError, LipsyncError
+from . import forms
+from .forms import FIELDS, MODEL, TITLES, blank
+from .studio import Studio
+
+log = logging.getLogger(__name__)
+
+STAGE_LABELS = {
+    "decode": "Reading media",
+    "analysis": "Analysing audio, finding faces",
+    "render": "Rendering",
+    "encode": "Encoding",
+}
+VIDEO_STAGE_LABELS = {**STAGE_LABELS, "render": "Tracking faces and rendering"}
+
+# -- live cost -------------------------------------------------------------------------------------
+
+
+def cost_text(mode: str, form: dict) -> str:
+    """The hosted price of this form with the rule that applied, as Markdown; a hint while media is missing."""
+    try:
+        q = forms.quote(mode, form)
+    except InputError as exc:
+        return f"⚠ **{exc.field}**: {exc.problem}"
+    except ValueError as exc:  # a bad order or resolution value
+        return f"⚠ {exc}"
+    if q.estimate is None:
+        need = " and ".join(name.replace("_", " ") for name in q.missing)
+        return f"**Hosted API cost:** add the {need} to see the estimate. Rendering here is free."
+    est = q.estimate
+    return (f"**Hosted API cost: {est.credits} credits** — {est.rule}."
+            f"<br><small>Estimated from the probed durations; rendering on this computer is free.</small>")
+
+
+# -- engines ---------------------------------------------------------------------------------------
+
+
+def engine_choices() -> list[tuple[str, str]]:
+    """(label, name) of engines that can run here or be downloaded; the built-in one always can."""
+    from ..engines import KNOWN_ENGINES, get_engine
+
+    choices = []
+    for name in KNOWN_ENGINES:
+        try:
+            engine = get_engine(name)
+            available = engine.availability()
+        except Exception as exc:  # noqa: BLE001 - a broken optional engine must not take the studio down
+            log.warning("engine %s unavailable: %s", name, exc)
+            continue
+        if available.ok:
+            choices.append((engine.SPEC.title, name))
+        elif engine.SPEC.needs_download:
+            choices.append((f"{engine.SPEC.title} (downloads on first use)", name))
+    return choices
+
+
+def engine_spec(name: Optional[str]):
+    from ..engines import get_engine
+
+    return get_engine(name or "builtin").SPEC
+
+
+def engine_support(mode: str, engine: Optional[str]) -> dict[str, Optional[str]]:
+    """Per form field: None if the engine supports it, else why it is disabled; plus the resolutions."""
+    spec = engine_spec(engine)
+    notes: dict[str, Optional[str]] = {}
+    for name in FIELDS[mode]:
+        option = forms.OPTION_OF.get(name)
+        if option is not None:
+            notes[name] = None if spec.supports(option) else f"Not supported by {spec.title}"
+    if MODEL[mode] not in spec.modes:
+        notes["engine"] = f"{spec.title} cannot render {TITLES[mode].lower()} jobs"
+    return notes
+
+
+def engine_summary(engine: Optional[str]) -> str:
+    spec = engine_spec(engine)
+    words = f" Style words: {', '.join(spec.prompt_words)}." if spec.prompt_words else ""
+    return f"{spec.description}{words}"
+
+
+def prompt_note(engine: Optional[str], prompt: Optional[str]) -> str:
+    """Which prompt words the engine understands; the rest are reported, never silently dropped."""
+    from ..engines import get_engine
+
+    module = get_engine(engine or "builtin")
+    if not module.SPEC.supports("prompt"):
+        return f"{module.SPEC.title} ignores prompts."
+    if blank(prompt):
+        words = ", ".join(module.SPEC.prompt_words)
+        return f"<small>Words {module.SPEC.title} understands: {words}.</small>" if words else ""
+    _, unknown = module.parse_prompt(prompt)
+    if unknown:
+        return f"⚠ <small>Not understood, will be ignored: **{', '.join(unknown)}**.</small>"
+    return "<small>✓ All words understood.</small>"
+
+
+def random_seed() -> int:
+    return random.randrange(0, 2**31)
+
+
+# -- presets ---------------------------------------------------------------------------------------
+
+
+def preset_choices() -> list[str]:
+    from ..presets import list_presets
+
+    return [p.name for p in list_presets()]
+
+
+def apply_preset(mode: str, name: Optional[str]) -> dict:
+    """The option values a preset sets, by form field; a description to show."""
+    from ..presets import load_preset
+
+    preset = load_preset(name)
+    options = preset.options(MODEL[mode])
+    values = {key: options.get(key) for key in ("resolution", "engine", "prompt", "seed", "mask_image")}
+    values["prompt"] = values["prompt"] or ""
+    if mode == "dialogue" and options.get("order"):
+        values["order"] = options["order"]
+    values["description"] = preset.description
+    return values
+
+
+def save_preset(mode: str, name: str, form: dict) -> str:
+    """Save the form's options as a user preset; returns a confirmation line."""
+    from pydantic import ValidationError
+
+    from ..presets import Preset, save_preset as _save
+    from ..requests import validation_to_input_error
+
+    if blank(name):
+        raise InputError("preset_name", "give the preset a name")
+    try:
+        seed = forms.as_int(form.get("seed"))
+    except (TypeError, ValueError):
+        raise InputError("seed", "must be a whole number") from None
+    mask = form.get("mask_image")
+    try:
+        preset = Preset(
+            name=name.strip(), description=f"Saved from the {TITLES[mode]} tab.",
+            resolution=form.get("resolution") or "480p", engine=form.get("engine") or "builtin",
+            prompt=form.get("prompt") or None, seed=seed,
+            order=form.get("order") if mode == "dialogue" else None,
+            mask_image=forms.persist_upload(mask) if not blank(mask) else None,
+        )
+    except ValidationError as exc:
+        err = validation_to_input_error(exc)
+        raise InputError("preset_name" if err.field == "name" else err.field, err.problem) from None
+    path = _save(preset)
+    return f"Saved preset **{preset.name}** ({path.name})."
+
+
+# -- dialogue faces --------------------------------------------------------------------------------
+
+
+@dataclass
+class FacesView:
+    image: object  # RGB array, or None
+    boxes: list
+    left: Optional[int]
+    right: Optional[int]
+    note: str
+
+
+def dialogue_faces(image: Optional[str], resolution: Optional[str], mask_image: Optional[str]) -> FacesView:
+    """Detect the faces of a dialogue image and mark the default speakers L and R."""
+    from .faces import preview
+
+    if blank(image):
+        return FacesView(None, [], None, None, "Upload an image with two people to see who speaks.")
+    try:
+        result = preview(image, resolution or "480p", mask_image or None)
+    except InputError as exc:
+        return FacesView(None, [], None, None, f"⚠ **{exc.field}**: {exc.problem}")
+    n = len(result.boxes)
+    extra = f" {n} faces found: pick others above." if n > 2 else ""
+    return FacesView(result.image, result.boxes, result.left, result.right,
+                     f"**L** speaks the left audio, **R** the right audio (by default the two largest faces, "
+                     f"or those the mask covers most).{extra}")
+
+
+def redraw_faces(image: Optional[str], resolution: Optional[str], boxes: list, left, right) -> object:
+    from .faces import redraw
+
+    if blank(image) or not boxes:
+        return None
+    return redraw(image, resolution or "480p", boxes, forms.as_int(left), forms.as_int(right))
+
+
+# -- generating ------------------------------------------------------------------------------------
+
+
+class ProgressReporter:
+    """Turns run_job's (fraction, stage) into a labelled progress bar with an ETA."""
+
+    def __init__(self, sink: Callable[[float, str], None], mode: str):
+        self.sink = sink
+        self.labels = VIDEO_STAGE_LABELS if mode == "video" else STAGE_LABELS
+        self.started = time.monotonic()
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        label = self.labels.get(stage, stage)
+        elapsed = time.monotonic() - self.started
+        if fraction >= 0.15 and fraction < 1.0:
+            left = elapsed * (1 - fraction) / fraction
+            label = f"{label} · about {left:.0f} s left"
+        self.sink(min(max(fraction, 0.0), 1.0), label)
+
+
+@dataclass
+class JobResult:
+    record: object  # JobRecord
+    info: str
+
+
+def generate(studio: Studio, mode: str, form: dict, *, token: Optional[str] = None,
+             progress: Optional[Callable[[float, str], None]] = None) -> JobResult:
+    """Render one job locally. Raises LipsyncError (Cancelled when the user stopped it) for the user."""
+    from ..jobs import run_job
+
+    sink = progress or (lambda fraction, stage: None)
+    if studio.cancelled(token):
+        studio.finish(token)
+        raise Cancelled("cancelled before it started")
+    problems = forms.check_form(mode, form, studio.limits, engine_spec(form.get("engine")))
+    if problems:
+        field, problem = next(iter(problems.items()))
+        raise InputError(field, problem)
+    request = forms.to_request(mode, form)
+    try:
+        record = run_job(request, progress=ProgressReporter(sink, mode), cancel=lambda: studio.cancelled(token))
+        cancelled = studio.cancelled(token)
+    finally:
+        studio.finish(token)
+    if record.status != "completed":
+        if cancelled:
+            raise Cancelled()
+        raise LipsyncError(record.error or "the job failed")
+    return JobResult(record, job_summary(record))
+
+
+def hosted_path(output: str | Path) -> Path:
+    """Where the hosted result of a local job is saved: beside its output, so deleting the job removes both."""
+    return Path(output).with_suffix(".hosted.mp4")
+
+
+def mirror(studio: Studio, job_id: Optional[str], api_key: Optional[str] = None, api_url: Optional[str] = None,
+           progress: Optional[Callable[[float, str], None]] = None) -> tuple[Optional[str], str]:
+    """Run a finished local job again on the hosted API: (the hosted video or None, a comparison or the
+    reason it could not run). Local files go out as public URLs; with none, it says so and sends nothing."""
+    from ..jobs import load
+    from ..requests import parse_request
+
+    if not job_id:
+        return None, ""
+    try:
+        from ..remote import HostedClient, hosted_form_state, mirror_available
+    except ImportError:
+        return None, "⚠ **Hosted API:** the hosted-API client is not part of this build."
+    record = load(job_id)
+    request = parse_request(record.model, record.request)
+    sink = progress or (lambda fraction, stage: None)
+    try:
+        reason = mirror_available(request, studio.public_url)
+        if reason:
+            return None, f"⚠ **Hosted API:** {reason}"
+        state = hosted_form_state(request, studio.public_url)
+        with HostedClient(base_url=api_url or None, api_key=api_key or None) as client:
+            sink(0.0, "Submitting to the hosted API")
+            job = client.submit(request.model, state)
+            job = client.wait(job["id"], poll_interval=studio.mirror_poll_s,
+                              progress=lambda fraction, stage: sink(fraction, f"Hosted API: {stage}"))
+            video = str(client.download(job["output"], hosted_path(record.output))) if job.get("output") else None
+    except LipsyncError as exc:
+        return None, f"⚠ **Hosted API:** {exc}"
+    return video, _hosted_summary(record, job)
+
+
+def _hosted_summary(record, job: dict) -> str:
+    seconds = (job.get("executionTime") or 0) / 1000
+    charged = job.get("credits")
+    charged_text = f"{charged} credits charged" if charged is not None else f"about {record.credits} credits (estimate)"
+    return "\n".join([
+        "| | execution time | credits |",
+        "|---|---|---|",
+        f"| This computer | {record.executionTime / 1000:.1f} s | free (hosted price {record.credits}) |",
+        f"| Hosted API | {seconds:.1f} s | {charged_text} |",
+    ])
+
+
+def job_summary(record) -> str:
+    """What a finished job says under its video: time, seed, cost, warnings."""
+    lines = [
+        f"**Done** in {record.executionTime / 1000:.1f} s · {record.duration:.2f} s of video · "
+        f"seed **{record.request.get('seed')}** (enter it under Advanced to get the same video) · "
+        f"hosted price {record.credits} credits",
+    ]
+    for warning in record.warnings:
+        lines.append(f"⚠ {warning}")
+    return "<br>".join(lines)
+
+
+# -- sync report -----------------------------------------------------------------------------------
+
+
+def sync_plot(job_id: Optional[str]) -> tuple[Optional[str], str]:
+    """The sync report of a finished job: (PNG path, Markdown summary). Dialogue measures each speaker
+    against their own track on the output's timeline."""
+    from ..jobs import load
+    from ..quality import sync_report
+
+    if not job_id:
+        return None, ""
+    record = load(job_id)
+    if record.status != "completed" or not record.output:
+        return None, ""
+    req, video = record.request, Path(record.output)
+    png = video.with_suffix(".sync.png")
+    try:
+        if record.model == "lipsync-image-multi":
+            return _dialogue_sync(record, png)
+        reference = Path(req["video"]) if record.model == "lipsync-video" else None
+        report = sync_report(video, Path(req["audio"]), transcript=req.get("transcript"), reference=reference,
+                             face_index=req.get("face_index"), plot=png)
+    except LipsyncError as exc:
+        return None, f"Sync report unavailable: {exc}"
+    return str(png), "**Lip sync:** " + _report_line(report)
+
+
+def _dialogue_sync(record, png: Path) -> tuple[Optional[str], str]:
+    import tempfile
+
+    import cv2
+    import numpy as np
+
+    from ..media.audio import arrange_dialogue, load_audio, write_wav
+    from ..quality import sync_report
+    from .faces import detect_faces
+
+    req, video = record.request, Path(record.output)
+    rate = 16000
+    left = load_audio(Path(req["left_audio"]), "left_audio", rate)
+    right = load_audio(Path(req["right_audio"]), "right_audio", rate)
+    _, left_line, right_line = arrange_dialogue(left, right, req.get("order", "meanwhile"))
+    if req.get("left_face") is not None or req.get("right_face") is not None:
+        pair = (req.get("left_face", 0), req.get("right_face"))
+    else:
+        pair = detect_faces(req["image"], req.get("resolution", "480p"), req.get("mask_image"))[2] or (0, 1)
+    lines, plots = [], []
+    with tempfile.TemporaryDirectory(dir=config.cache_dir()) as tmp:
+        for side, line, index, transcript in (("Left", left_line, pair[0], req.get("left_transcript")),
+                                              ("Right", right_line, pair[1], req.get("right_transcript"))):
+            wav = Path(tmp) / f"{side}.wav"
+            write_wav(wav, line, rate)
+            plot = Path(tmp) / f"{side}.png"
+            report = sync_report(video, wav, transcript=transcript, face_index=index, plot=plot)
+            lines.append(f"**{side}:** {_report_line(report)}")
+            plots.append(cv2.imread(str(plot)))
+        width = max(p.shape[1] for p in plots)
+        plots = [cv2.copyMakeBorder(p, 0, 0, 0, width - p.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255))
+                 for p in plots]
+        cv2.imwrite(str(png), np.concatenate(plots, axis=0))
+    return str(png), "<br>".join(lines)
+
+
+def _report_line(report) -> str:
+    from ..quality.sync_report import PASS_BILABIAL, PASS_R, PASS_SILENCE
+
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗ below target"
+
+    parts = [f"r = {report.r:.2f} {mark(report.r >= PASS_R)}",
+             f"lag {report.best_lag:+d} frames {mark(abs(report.best_lag) <= 1)}"]
+    if report.silence_closed is not None:
+        parts.append(f"closed in pauses {report.silence_closed:.0%} {mark(report.silence_closed >= PASS_SILENCE)}")
+    if report.bilabial_closed is not None:
+        parts.append(f"lips closed on p/b/m {report.bilabial_closed:.0%} of {report.n_bilabials} "
+                     f"{mark(report.bilabial_closed >= PASS_BILABIAL)}")
+    if report.upper_face_psnr is not None:
+        parts.append(f"upper face {report.upper_face_psnr:.1f} dB")
+    return " · ".join(parts)
+
+
+# -- history ---------------------------------------------------------------------------------------
+
+HISTORY_HEADERS = ["When", "Job", "Status", "Inputs", "Settings", "Duration (s)", "Credits (est.)", "Run time (s)",
+                   "Output"]
+
+
+def history_rows() -> tuple[list[list], list[str]]:
+    """Past jobs, newest first, as table rows and their ids (kept across restarts under LIPSYNC_HOME)."""
+    from ..jobs import list_jobs
+
+    rows, ids = [], []
+    for record in list_jobs():
+        req = record.request
+        mode = forms.MODE_OF.get(record.model, "")
+        inputs = [Path(str(req[k])).name for k in ("video", "image", "audio", "left_audio", "right_audio") if req.get(k)]
+        settings = [req.get("resolution", "480p"), req.get("engine", "builtin")]
+        if req.get("order"):
+            settings.append(req["order"])
+        if req.get("seed") is not None:
+            settings.append(f"seed {req['seed']}")
+        if req.get("prompt"):
+            settings.append(f"“{req['prompt']}”")
+        status = record.status if record.status != "failed" else f"failed: {record.error}"
+        rows.append([
+            datetime.fromtimestamp(record.createdAt).strftime("%Y-%m-%d %H:%M"),
+            TITLES.get(mode, record.model), status, ", ".join(inputs), ", ".join(settings),
+            "" if record.duration is None else f"{record.duration:.2f}",
+            "" if record.credits is None else str(record.credits),
+            "" if record.executionTime is None else f"{record.executionTime / 1000:.1f}",
+            Path(record.output).name if record.output else "",
+        ])
+        ids.append(record.id)
+    return rows, ids
+
+
+def history_detail(job_id: Optional[str]) -> tuple[Optional[str], str]:
+    """(output video if it still exists, the job record as pretty JSON)."""
+    from ..jobs import load
+
+    if not job_id:
+        return None, ""
+    try:
+        record = load(job_id)
+    except (OSError, ValueError):
+        return None, f"Job {job_id} no longer exists."
+    video = record.output if record.output and Path(record.output).is_file() else None
+    return video, json.dumps(record.model_dump(), indent=2, default=str)
+
+
+def history_delete(job_id: Optional[str]) -> str:
+    from ..jobs import delete, load
+
+    if not job_id:
+        raise InputError("job", "select a job in the table first")
+    try:
+        record = load(job_id)
+    except (OSError, ValueError):
+        return "Already deleted."
+    if record.output:
+        # The sync plot and the hosted result sit beside the output; jobs.delete removes the video itself.
+        Path(record.output).with_suffix(".sync.png").unlink(missing_ok=True)
+        hosted_path(record.output).unlink(missing_ok=True)
+    delete(job_id)
+    return f"Deleted job {job_id}."
+
+
+@dataclass
+class Reopened:
+    mode: str  # the tab
+    form: dict
+    output: Optional[str]  # the video, if it still exists
+    info: str
+    plot: Optional[str]  # the sync plot, if one was made
+    missing: list[str]  # inputs that no longer exist
+
+
+def reopen(job_id: Optional[str]) -> Reopened:
+    """A stored job, ready to be shown again in its tab."""
+    from ..jobs import load
+
+    if not job_id:
+        raise InputError("job", "select a job in the table first")
+    record = load(job_id)
+    mode, form = forms.form_from_request(record.request)
+    files = [name for name in form if (name in forms.MEDIA[mode] or name == "mask_image") and form[name]]
+    missing = [name for name in files
+               if not str(form[name]).startswith(("http://", "https://")) and not Path(form[name]).is_file()]
+    for name in missing:
+        form[name] = None
+    output = record.output if record.output and Path(record.output).is_file() else None
+    plot = Path(output).with_suffix(".sync.png") if output else None
+    info = job_summary(record) if record.status == "completed" else f"⚠ **Failed:** {record.error}"
+    return Reopened(mode, form, output, info, str(plot) if plot and plot.is_file() else None, missing)
+
+
+# -- settings --------------------------------------------------------------------------------------
+
+
+def keys_available() -> bool:
+    try:
+        from ..server import keys  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def api_keys_rows() -> list[list]:
+    from ..server import keys
+
+    return [[k.prefix, k.name or "", k.created] for k in keys.list_keys()]
+
+
+def create_api_key(name: Optional[str]) -> tuple[str, str]:
+    """(the new key, shown once; a message)."""
+    from ..server import keys
+
+    key, info = keys.create_key(name or None)
+    label = f"“{info.name}”" if info.name else info.prefix
+    return key, f"Created key {label}. Copy it now: it is shown only once."
+
+
+def revoke_api_key(key_or_name: Optional[str]) -> str:
+    from ..server import keys
+
+    if blank(key_or_name):
+        raise InputError("revoke", "enter a key, its sk_… prefix or its name")
+    value = key_or_name.strip()
+    if keys.revoke_key(value):
+        # Never echo a whole key back: its prefix identifies it.
+        return f"Revoked {value[:11]}…" if value.startswith("sk_") else f"Revoked “{value}”."
+    raise InputError("revoke", "no such key")
+
+
+def engines_rows() -> list[list]:
+    from ..engines import KNOWN_ENGINES, get_engine
+
+    rows = []
+    for name in KNOWN_ENGINES:
+        try:
+            engine = get_engine(name)
+            available = engine.availability()
+        except Exception as exc:  # noqa: BLE001
+            rows.append([name, "", f"broken: {exc}", "", ""])
+            continue
+        spec = engine.SPEC
+        state = "ready" if available.ok else ("downloads on first use" if spec.needs_download else available.reason)
+        modes = ", ".join(TITLES[forms.MODE_OF[m]] for m in sorted(spec.modes) if m in forms.MODE_OF)
+        rows.append([spec.title, state, modes, ", ".join(sorted(spec.options)), ", ".join(spec.resolutions)])
+    return rows
+
+
+def storage_text(studio: Studio) -> str:
+    from ..jobs import list_jobs
+
+    home = config.home()
+    used = sum(p.stat().st_size for p in home.rglob("*") if p.is_file()) / 1e6
+    public = studio.public_url or "none (mirroring needs `--share`, a Space or `LIPSYNC_PUBLIC_URL`)"
+    limit = f"{studio.limits.max_seconds:.0f} s per job" if studio.limits.max_seconds else "none"
+    return (f"- Data folder (`LIPSYNC_HOME`): `{home}` — {len(list_jobs())} jobs, {used:.1f} MB\n"
+            f"- Public URL for mirroring: {public}\n- Length limit: {limit}")

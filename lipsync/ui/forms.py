@@ -1,0 +1,204 @@
+"""The three job forms as plain dicts: which fields each tab has, checking them, turning them into requests,
+their cost and the hosted API's ``formState``. Nothing here imports Gradio, so it is easy to test."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .. import pricing
+from ..errors import InputError
+from ..requests import Request, parse_request
+from .studio import Limits, uploads_dir
+
+MODES = ("video", "image", "dialogue")
+MODEL = {"video": "lipsync-video", "image": "lipsync-image", "dialogue": "lipsync-image-multi"}
+MODE_OF = {model: mode for mode, model in MODEL.items()}
+TITLES = {"video": "Video dub", "image": "Talking image", "dialogue": "Dialogue"}
+
+_OPTIONS = ("resolution", "engine", "mask_image", "prompt", "seed")
+FIELDS = {
+    "video": ("video", "audio", *_OPTIONS, "transcript", "face_index"),
+    "image": ("image", "audio", *_OPTIONS, "transcript", "face_index"),
+    "dialogue": ("image", "left_audio", "right_audio", "order", *_OPTIONS, "left_transcript", "right_transcript",
+                 "left_face", "right_face", "face_override"),
+}
+MEDIA = {
+    "video": {"video": ("video",), "audio": ("audio", "video")},
+    "image": {"image": ("image",), "audio": ("audio", "video")},
+    "dialogue": {"image": ("image",), "left_audio": ("audio", "video"), "right_audio": ("audio", "video")},
+}
+AUDIO_FIELDS = {"video": ("audio",), "image": ("audio",), "dialogue": ("left_audio", "right_audio")}
+# Engine options a form field depends on (EngineSpec.options names).
+OPTION_OF = {"mask_image": "mask_image", "prompt": "prompt", "seed": "seed", "transcript": "transcript",
+             "left_transcript": "transcript", "right_transcript": "transcript"}
+
+
+def blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def as_int(value) -> Optional[int]:
+    """Gradio numbers arrive as floats (or None); requests want ints."""
+    if blank(value):
+        return None
+    number = float(value)
+    if number != int(number):
+        raise ValueError("must be a whole number")
+    return int(number)
+
+
+# -- durations and cost ----------------------------------------------------------------------------
+
+
+def media_duration(path: str, field: str, allowed: tuple[str, ...]) -> Optional[float]:
+    """Probe a file's duration (None for images); errors name ``field``. Nothing is decoded beyond the header."""
+    from ..media.probe import expect_kind, probe
+
+    info = probe(Path(path), field)
+    expect_kind(info, field, allowed)
+    return info.duration
+
+
+@dataclass(frozen=True)
+class CostQuote:
+    estimate: Optional[pricing.Estimate]
+    missing: tuple[str, ...] = ()  # fields still needed before there is a number
+
+
+def quote(mode: str, form: dict) -> CostQuote:
+    """What the hosted API would charge for this form, from probed durations. Raises InputError for bad media."""
+    resolution = form.get("resolution") or "480p"
+    media = MEDIA[mode]
+    durations: dict[str, Optional[float]] = {}
+    for name in AUDIO_FIELDS[mode] + (("video",) if mode == "video" else ()):
+        if not blank(form.get(name)):
+            durations[name] = media_duration(form[name], name, media[name])
+    missing = tuple(name for name in AUDIO_FIELDS[mode] if name not in durations)
+    if missing:
+        return CostQuote(None, missing)
+    if mode == "video":
+        est = pricing.estimate_video(durations["audio"], durations.get("video"), resolution)
+    elif mode == "image":
+        est = pricing.estimate_image(durations["audio"], resolution)
+    else:
+        est = pricing.estimate_multi(durations["left_audio"], durations["right_audio"],
+                                     form.get("order") or "meanwhile", resolution)
+    return CostQuote(est)
+
+
+# -- checking a form -------------------------------------------------------------------------------
+
+
+def check_form(mode: str, form: dict, limits: Limits, spec=None) -> dict[str, str]:
+    """Problems per field, before a job is queued: missing or unreadable media, limits, options the
+    chosen engine does not support. Empty when the form can be rendered."""
+    problems: dict[str, str] = {}
+    durations: dict[str, float] = {}
+    for name, allowed in MEDIA[mode].items():
+        if blank(form.get(name)):
+            problems[name] = "is required"
+            continue
+        try:
+            seconds = media_duration(form[name], name, allowed)
+        except InputError as exc:
+            problems[name] = exc.problem
+            continue
+        if seconds is not None and name in AUDIO_FIELDS[mode]:
+            durations[name] = seconds
+    if not blank(form.get("mask_image")):
+        try:
+            media_duration(form["mask_image"], "mask_image", ("image",))
+        except InputError as exc:
+            problems["mask_image"] = exc.problem
+    if limits.max_seconds is not None and durations:
+        order = form.get("order") or "meanwhile"
+        total = max(durations.values()) if mode != "dialogue" or order == "meanwhile" else sum(durations.values())
+        if total > limits.max_seconds:
+            field = max(durations, key=durations.get)
+            problems.setdefault(field, f"{total:.0f} s of output is over this app's limit of {limits.max_seconds:.0f} s")
+    if form.get("resolution") == "720p" and not limits.allow_720p:
+        problems["resolution"] = "720p is switched off on this app"
+    for name in ("seed", "face_index", "left_face", "right_face"):
+        try:
+            value = as_int(form.get(name))
+        except (TypeError, ValueError):
+            problems[name] = "must be a whole number"
+            continue
+        if value is not None and value < 0:
+            problems[name] = "must be 0 or more"
+        elif name == "seed" and value is not None and value > 2**32 - 1:
+            problems[name] = "must be below 2**32"
+    if spec is not None:
+        if MODEL[mode] not in spec.modes:
+            problems["engine"] = f"{spec.name} cannot render {TITLES[mode].lower()} jobs"
+        if form.get("resolution") and form["resolution"] not in spec.resolutions:
+            problems["resolution"] = f"{spec.name} supports {', '.join(spec.resolutions)}"
+        for name, option in OPTION_OF.items():
+            if name in FIELDS[mode] and not blank(form.get(name)) and not spec.supports(option):
+                problems[name] = f"not supported by the {spec.name} engine; clear it or pick another engine"
+    if mode == "dialogue" and form.get("face_override") and not {"left_face", "right_face"} & problems.keys():
+        left, right = as_int(form.get("left_face")), as_int(form.get("right_face"))
+        if left is not None and left == right:
+            problems["right_face"] = "left and right must be different faces"
+    return problems
+
+
+# -- form → request --------------------------------------------------------------------------------
+
+
+def persist_upload(path: str) -> str:
+    """Copy an upload out of Gradio's temporary cache into LIPSYNC_HOME/uploads (named by content, so a
+    file used twice is stored once); History re-opens jobs from there after a restart."""
+    source = Path(path)
+    home = uploads_dir().resolve()
+    resolved = source.resolve()
+    if home in resolved.parents:
+        return str(resolved)
+    digest = hashlib.sha256()
+    with open(source, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    target = home / digest.hexdigest()[:16] / source.name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+    return str(target)
+
+
+def to_request(mode: str, form: dict, *, persist: bool = True) -> Request:
+    """Build the request for a form; uploads are persisted first. Errors name the field."""
+    state: dict = {}
+    for name in FIELDS[mode]:
+        value = form.get(name)
+        if name == "face_override" or blank(value):
+            continue
+        if name in MEDIA[mode] or name == "mask_image":
+            state[name] = persist_upload(value) if persist else str(value)
+        elif name in ("seed", "face_index", "left_face", "right_face"):
+            if name in ("left_face", "right_face") and not form.get("face_override"):
+                continue
+            try:
+                state[name] = as_int(value)
+            except (TypeError, ValueError):
+                raise InputError(name, "must be a whole number") from None
+        else:
+            state[name] = value.strip() if isinstance(value, str) else value
+    return parse_request(MODEL[mode], state)
+
+
+def form_from_request(request: dict) -> tuple[str, dict]:
+    """The tab and form values that reproduce a stored request (History's re-open)."""
+    mode = MODE_OF.get(request.get("model", ""), "")
+    if not mode:
+        raise InputError("model", f"unknown job kind {request.get('model')!r}")
+    form = {name: request.get(name) for name in FIELDS[mode] if name != "face_override"}
+    if mode == "dialogue":
+        form["face_override"] = request.get("left_face") is not None or request.get("right_face") is not None
+    return mode, form
+
