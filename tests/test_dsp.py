@@ -183,3 +183,80 @@ def test_fft_convolve_matches_convolve(taps):
             np.testing.assert_allclose(y, full[delay : delay + n], atol=1e-9 * np.abs(full).max())
     with pytest.raises(ValueError):
         dsp.fft_convolve(np.ones(4), kernel, delay=taps)
+
+
+# -- streaming: the *_blocks helpers give the whole-array results block by block ------------------
+
+
+def _ragged(x: np.ndarray, seed: int = 0):
+    """``x`` cut into blocks of random sizes (1 to 40,000 samples), as a stream."""
+    rng = np.random.default_rng(seed)
+    s = 0
+    while s < x.size:
+        step = int(rng.integers(1, 40000))
+        yield x[s : s + step]
+        s += step
+
+
+@pytest.mark.parametrize(("sr", "rate"), [(22050, 16000), (16000, 8000), (44100, 8000), (16000, 16000)])
+def test_resample_blocks_equal_one_shot(speech, sr, rate):
+    x = dsp.resample(speech[0], speech[1], sr)
+    for size in (1000, 1 << 16):
+        got = dsp.collect(dsp.resample_blocks(x, sr, rate, size=size), -(-x.size * rate // sr), np.float32)
+        np.testing.assert_array_equal(got, dsp.resample(x, sr, rate))
+
+
+def test_filter_blocks_equal_whole_array_filters(speech):
+    x = dsp.resample(speech[0], speech[1], 16000)
+    ref = dsp.bandpass_zero_phase(x, 16000, 100, 4000)
+    got = dsp.collect(dsp.bandpass_blocks(_ragged(x), x.size, 16000, 100, 4000, group=1 << 15), x.size)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    sections = _k_weighting(16000)
+    ref = dsp.lfilter_cascade(x, sections)
+    got = dsp.collect(dsp.lfilter_cascade_blocks(_ragged(x, 1), x.size, sections, group=1 << 15), x.size)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    # Short signals (shorter than the kernel's half-length) keep filtfilt's odd reflection.
+    for n in (2, 3, 700):
+        short = x[4000 : 4000 + n].astype(np.float64)
+        got = dsp.collect(dsp.bandpass_blocks(_ragged(short, n), n, 16000, 100, 4000), n)
+        padded = np.concatenate([2 * short[0] - short[n - 1 : 0 : -1], short, 2 * short[-1] - short[-2::-1]])
+        kernel, half = dsp._bandpass_kernel(16000, 100, 4000, 4)
+        np.testing.assert_allclose(got, np.convolve(padded, kernel)[half + n - 1 : half + 2 * n - 1], atol=1e-12)
+
+
+def test_slabs_are_windows_of_the_padded_stream():
+    x = np.arange(1, 1001, dtype=np.float64)
+    padded = np.concatenate([np.zeros(7), x, np.zeros(500)])
+    windows = list(dsp.slabs(_ragged(x, 2), length=120, advance=100, count=11, head=7))
+    assert len(windows) == 11
+    for j, w in enumerate(windows):
+        np.testing.assert_array_equal(w, padded[j * 100 : j * 100 + 120])
+
+
+def test_cumsum_squares_at_matches_cumsum():
+    y = np.random.default_rng(6).standard_normal(50000)
+    full = np.concatenate([[0.0], np.cumsum(y * y)])
+    positions = np.array([50000, 0, 17, 40000, 17, 1, 49999, 60000, -3])  # any order, repeats, out of range
+    got = dsp.cumsum_squares_at(_ragged(y, 3), positions)
+    np.testing.assert_allclose(got, full[np.clip(positions, 0, y.size)], rtol=1e-12, atol=0)
+
+
+def _traced_peak(run) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_streaming_filters_memory_does_not_grow_with_length():
+    """Loudness and the band energy of 2 minutes peak about as high as of 10 s: nothing full-length is held."""
+    rng = np.random.default_rng(7)
+    short, long = ((rng.standard_normal(s * 16000) * 0.1).astype(np.float32) for s in (10, 120))
+    growth = long.nbytes - short.nbytes  # 7 MB; the whole-array versions grew by 4-6x that
+    for run in (lambda x: integrated_loudness(x, 16000),
+                lambda x: dsp.cumsum_squares_at(dsp.bandpass_blocks(dsp.blocks(x), x.size, 16000, 100, 4000), [0, x.size])):
+        assert _traced_peak(lambda: run(long)) - _traced_peak(lambda: run(short)) < 0.1 * growth

@@ -304,6 +304,38 @@ def test_load_audio_from_video_and_empty(mdir, astronaut_video):
         load_audio(empty, "audio", SR)
 
 
+def test_load_audio_whatever_the_header_says(mdir, speech, monkeypatch):
+    """The array is sized from the header's duration; a wrong one only costs a resize."""
+    import lipsync.media.audio as audio_module
+
+    ref = load_audio(speech, "audio", SR)
+    for seconds in (0.0, 0.05, 10_000.0, -5.0):
+        monkeypatch.setattr(audio_module, "_expected_seconds", lambda container, stream, s=seconds: s)
+        x = load_audio(speech, "audio", SR)
+        assert x.dtype == np.float32 and x.flags.owndata and np.array_equal(x, ref), seconds
+
+
+def test_load_audio_and_loudness_hold_no_second_copy(mdir):
+    """Decoding a minute holds the result and a frame; the loudness holds neither a copy nor its square."""
+    import tracemalloc
+
+    path = mdir / "minute.flac"
+    run_ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=60:c=pink:r=44100:a=0.2", "-ac", "2", str(path))
+    tracemalloc.start()
+    try:
+        x = load_audio(path, "audio", SR)
+        decode_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        integrated_loudness(x, SR)
+        loudness_peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert x.size == pytest.approx(60 * SR, abs=SR // 10)
+    assert decode_peak < 1.2 * x.nbytes  # was ~3x: a list of frames, their concatenation, np.abs(x)
+    assert loudness_peak < x.nbytes  # was ~10x: float64 copy, filtered copy, its square, cumsum
+
+
 def ffmpeg_lufs(path: Path) -> float:
     res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path), "-af", "ebur128", "-f", "null", "-"],
                          capture_output=True, text=True, check=True)  # fmt: skip

@@ -20,7 +20,9 @@ from lipsync.speech import (
     viseme_for,
     voice_activity,
 )
-from lipsync.speech.features import frame_features, hop_voice_activity, resample
+from lipsync.speech import phones as phones_module
+from lipsync.speech.features import frame_features, hop_voice_activity, resample, to_mono
+from lipsync.speech.phones import _pcm16
 from lipsync.speech.track import _bilabial_closures
 
 FPS = 25
@@ -276,3 +278,85 @@ def test_labiodental_on_aligned_f_and_v(media_dir):
     for p in fv:
         assert track.labiodental[int(p.start * FPS) : int(np.ceil(p.end * FPS)) + 1].max() > 0.5, p
     assert analyze_speech(audio, sr, n, FPS, use_phones=False).labiodental.max() == 0
+
+
+# -- long audio: bounded memory, utterance-sized pieces for pocketsphinx --------------------------
+
+
+def test_to_mono_does_not_copy_clean_audio():
+    x = np.linspace(-1, 1, 1000, dtype=np.float32)
+    assert to_mono(x) is x
+    dirty = x.copy()
+    dirty[[3, 7]] = [np.nan, np.inf]
+    clean = to_mono(dirty)
+    assert np.isfinite(clean).all() and np.isnan(dirty[3]) and clean[3] == 0  # the caller's array is left alone
+
+
+def test_features_memory_does_not_grow_with_length():
+    """Envelope and hop features of 2 minutes peak about as high as of 10 s: no full-length temporaries."""
+    import tracemalloc
+
+    def peak(run) -> int:
+        tracemalloc.start()
+        try:
+            run()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    rng = np.random.default_rng(8)
+    short, long = ((rng.standard_normal(s * 16000) * 0.1).astype(np.float32) for s in (10, 120))
+    growth = long.nbytes - short.nbytes  # 7 MB; before streaming, the envelope alone grew by ~7x that
+    for run in (lambda x: speech_envelope(x, 16000, x.size // 640, FPS), lambda x: frame_features(x, 16000)):
+        # What does grow: 5 float32 features per 10 ms hop (0.2 MB for 2 minutes).
+        assert peak(lambda: run(long)) - peak(lambda: run(short)) < 0.3 * growth
+
+
+def test_pcm16_in_pieces_equals_whole(bob):
+    a16 = resample(bob[0], bob[1], 16000)
+    rng = np.random.default_rng(0)
+    pieces = np.concatenate([_pcm16(a16[:12345], rng), _pcm16(a16[12345:], rng)])
+    whole = _pcm16(a16)
+    assert whole.dtype == np.dtype("<i2") and np.array_equal(pieces, whole)
+    ints = np.round(a16 * 32767).astype(np.int16)  # integer PCM is scaled to -1..1 first
+    assert np.array_equal(_pcm16(ints), _pcm16(ints / 32767.0))
+
+
+def test_long_audio_is_decoded_in_pieces_cut_at_pauses(with_silences, monkeypatch):
+    audio, sr, _ = with_silences
+    a16 = resample(audio, sr, 16000)
+    whole = decode_phones(a16)
+    # Phrases of ~2 s between pauses: pieces of at most 2.5 s can all be cut in silence.
+    longest = int(2.5 * 16000)
+    pieces = phones_module._segments(a16, longest)
+    assert pieces[0][0] == 0 and pieces[-1][1] == a16.size and len(pieces) >= 2
+    assert all(b - a <= longest and a % 160 == 0 for a, b in pieces)
+    assert all(a == b for (_, a), (b, _) in zip(pieces, pieces[1:]))
+    rms = np.sqrt(np.mean(a16.astype(np.float64) ** 2))
+    for cut, _ in pieces[1:]:
+        around = a16[cut - 800 : cut + 800].astype(np.float64)  # 100 ms
+        assert np.sqrt(np.mean(around**2)) < 0.01 * rms, cut / 16000
+    monkeypatch.setattr(phones_module, "_SEGMENT_S", 2.5)
+    split = decode_phones(a16)
+    assert all(a.end <= b.start + 1e-9 for a, b in zip(split, split[1:]))  # in order, offsets applied
+    assert split[-1].end <= a16.size / 16000 + 0.05
+    spoken = lambda ps: [p.label for p in ps if p.label != "SIL"]  # noqa: E731
+    # Cut in silence, the speech decodes much as it did in one piece.
+    import difflib
+
+    assert difflib.SequenceMatcher(None, spoken(whole), spoken(split)).ratio() > 0.8
+
+
+def test_long_transcript_is_aligned_in_pieces(bob, monkeypatch):
+    audio, sr = bob
+    a16 = resample(audio, sr, 16000)
+    whole = align_phones(a16, BOB)
+    monkeypatch.setattr(phones_module, "_SEGMENT_S", 1.5)  # ~3.5 s of speech: 3 or more pieces
+    split = align_phones(a16, BOB)
+    assert split is not None
+    assert all(a.end <= b.start + 1e-9 for a, b in zip(split, split[1:]))
+    spoken = lambda ps: [p.label for p in ps if p.label != "SIL"]  # noqa: E731
+    assert spoken(split) == spoken(whole)  # every word aligned, in order, none lost at a cut
+    starts = np.array([p.start for p in split if p.label != "SIL"]) - np.array([p.start for p in whole if p.label != "SIL"])
+    assert np.median(np.abs(starts)) <= 0.03
+    assert align_phones(a16, "blorfzz quuxly snarfle") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -12,8 +13,35 @@ from .. import dsp
 from ..errors import InputError
 
 
+_MAX_PREALLOC_S = 3600.0  # cap on a duration read from the header, which may lie
+
+
+def _expected_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float:
+    """The stream's duration from the header (0 when unknown): only a first guess at the array size."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _decoded(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, sr: int) -> Iterator[np.ndarray]:
+    """The stream decoded and resampled to float32 mono at ``sr``, one frame's samples at a time."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+    for frame in container.decode(stream):
+        frame.pts = None  # let the resampler run on sample counts, not on (possibly broken) timestamps
+        for out in resampler.resample(frame):
+            yield out.to_ndarray().reshape(-1)
+    for out in resampler.resample(None):
+        yield out.to_ndarray().reshape(-1)
+
+
 def load_audio(path: Path, field: str, sr: int) -> np.ndarray:
-    """Decode the first audio stream of any audio or video file to float32 mono at ``sr`` Hz."""
+    """Decode the first audio stream of any audio or video file to float32 mono at ``sr`` Hz.
+
+    Frames go straight into one array sized from the header's duration (grown in place when the
+    header is short), so the peak is the result plus a frame, not twice the result.
+    """
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as exc:
@@ -23,22 +51,26 @@ def load_audio(path: Path, field: str, sr: int) -> np.ndarray:
             raise InputError(field, "has no audio track")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-        chunks: list[np.ndarray] = []
+        # np.empty costs no memory until written, and resize() is realloc, which moves a big array
+        # by remapping its pages: neither a generous guess nor growing doubles the peak.
+        x = np.empty(int(min(max(_expected_seconds(container, stream), 0.0), _MAX_PREALLOC_S) * sr) + sr, np.float32)
+        n, top = 0, 0.0
         try:
-            for frame in container.decode(stream):
-                frame.pts = None  # let the resampler run on sample counts, not on (possibly broken) timestamps
-                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
-            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+            for chunk in _decoded(container, stream, sr):
+                if n + chunk.size > x.size:
+                    x.resize(max(n + chunk.size, x.size + x.size // 2), refcheck=False)
+                end = n + chunk.size
+                x[n:end] = chunk  # (no view of x outlives a resize)
+                np.nan_to_num(x[n:end], copy=False)
+                top = max(top, float(np.abs(x[n:end]).max(initial=0.0)))
+                n = end
         except av.FFmpegError as exc:
-            if not chunks:
+            if n == 0:
                 raise InputError(field, "cannot decode the audio") from exc
             # A damaged tail: keep what decoded cleanly.
-    x = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
-    if x.size == 0:
+    if n == 0:
         raise InputError(field, "audio is empty (zero length)")
-    x = np.nan_to_num(x, copy=False)
-    top = float(np.abs(x).max())
+    x.resize(n, refcheck=False)
     if top > 1.0:  # surround downmixes can sum past full scale; keep the float range sane
         x /= top
     return x
@@ -62,18 +94,23 @@ def _k_weighting(sr: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def integrated_loudness(x: np.ndarray, sr: int) -> float:
-    """Integrated loudness (LUFS) of a mono signal per ITU-R BS.1770-4; -inf for silence."""
-    y = np.asarray(x, dtype=np.float64)
-    y = dsp.lfilter_cascade(y, _k_weighting(sr))
+    """Integrated loudness (LUFS) of a mono signal per ITU-R BS.1770-4; -inf for silence.
+
+    The K-weighted signal is streamed block by block into the running energy at the 400 ms
+    gating blocks' edges, so memory does not grow with the length of ``x``.
+    """
+    x = np.asarray(x).reshape(-1)
+    n = x.size
     block, step = int(round(0.4 * sr)), int(round(0.1 * sr))
-    if y.size == 0:
+    if n == 0:
         return float("-inf")
-    if y.size < block:
-        z = np.array([np.mean(y * y)])
+    if n < block:
+        starts, length = np.zeros(1, np.int64), n
     else:
-        csum = np.concatenate([[0.0], np.cumsum(y * y)])
-        starts = np.arange(0, y.size - block + 1, step)
-        z = (csum[starts + block] - csum[starts]) / block
+        starts, length = np.arange(0, n - block + 1, step), block
+    weighted = dsp.lfilter_cascade_blocks(dsp.blocks(x), n, _k_weighting(sr))
+    csum = dsp.cumsum_squares_at(weighted, np.concatenate([starts, starts + length]))
+    z = (csum[starts.size :] - csum[: starts.size]) / length
     with np.errstate(divide="ignore"):
         lufs = -0.691 + 10.0 * np.log10(z)
     z = z[lufs > -70.0]  # absolute gate

@@ -7,6 +7,7 @@ on the input rate.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,10 +20,14 @@ HOP_S = 0.010  # analysis hop (the same 10 ms grid pocketsphinx uses)
 _WIN = 256  # 32 ms analysis window at 8 kHz
 _NFFT = 512
 _FLOOR_DB = -120.0  # digital silence clamps here instead of -inf
+_CHUNK_HOPS = 500  # hops framed at once: ~6 MB of spectra, the same for a 10 s clip as for an hour
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
-    """Float32 mono in -1..1 from (n,), (n, channels) or (channels, n); integer PCM is rescaled."""
+    """Float32 mono in -1..1 from (n,), (n, channels) or (channels, n); integer PCM is rescaled.
+
+    Clean 1-D float32 input comes back as is (no copy): callers only read it.
+    """
     a = np.asarray(audio)
     if a.ndim == 2:
         # Treat the short axis as channels ((2, n) and (n, 2) both occur in the wild).
@@ -31,7 +36,11 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
         raise ValueError(f"audio must be 1-D or 2-D, got shape {a.shape}")
     if np.issubdtype(a.dtype, np.integer):
         return (a / float(np.iinfo(a.dtype).max)).astype(np.float32)
-    return np.nan_to_num(a.astype(np.float32, copy=False))
+    a = a.astype(np.float32, copy=False)
+    # A float64 sum (buffered, no full-length temporary) is finite exactly when every sample is.
+    if np.isfinite(np.sum(a, dtype=np.float64)):
+        return a
+    return np.nan_to_num(a)
 
 
 def resample(audio: np.ndarray, sr: int, rate: int) -> np.ndarray:
@@ -44,19 +53,22 @@ def resample(audio: np.ndarray, sr: int, rate: int) -> np.ndarray:
     return dsp.resample(x, int(sr), int(rate))
 
 
-def _bandpass(x: np.ndarray, rate: int, lo: float, hi: float) -> np.ndarray:
-    # Zero-phase so the envelope is not delayed relative to the picture.
-    if x.size < 64:
-        return x
-    return dsp.bandpass_zero_phase(x, rate, lo, min(hi, 0.45 * rate), order=4).astype(np.float32)
+def _band(x: np.ndarray, sr: int, rate: int, lo: float, hi: float) -> tuple[Iterator[np.ndarray], int]:
+    """``x`` resampled to ``rate`` and band-passed, as a stream of float64 blocks, and its length.
+
+    Zero-phase so the envelope is not delayed relative to the picture. Streamed so that neither
+    the resampled nor the filtered signal is ever held whole (a 5-minute clip is 18 MB at 16 kHz).
+    """
+    n = x.size if sr == rate else -(-x.size * rate // sr)
+    stream = dsp.resample_blocks(x, sr, rate)
+    if n < 64:  # too short to filter meaningfully
+        return stream, n
+    return dsp.bandpass_blocks(stream, n, rate, lo, min(hi, 0.45 * rate), order=4), n
 
 
-def _frame_mean(values: np.ndarray, n_frames: int, fps: float, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of a per-sample series over each video frame [i/fps, (i+1)/fps), and the sample count."""
-    edges = np.minimum(np.floor(np.arange(n_frames + 1) * (rate / fps)).astype(np.int64), values.size)
-    csum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
-    count = np.diff(edges)
-    return (csum[edges[1:]] - csum[edges[:-1]]) / np.maximum(count, 1), count
+def _frame_edges(n_frames: int, fps: float, rate: int, n: int) -> np.ndarray:
+    """Sample index where each video frame [i/fps, (i+1)/fps) starts, and where the last one ends."""
+    return np.minimum(np.floor(np.arange(n_frames + 1) * (rate / fps)).astype(np.int64), n)
 
 
 def speech_envelope(audio: np.ndarray, sr: int, n_frames: int, fps: int = 25) -> np.ndarray:
@@ -67,8 +79,14 @@ def speech_envelope(audio: np.ndarray, sr: int, n_frames: int, fps: int = 25) ->
     40 dB below the top, so digitally silent pauses do not squash the speech range.
     Frames past the end of the audio are 0.
     """
-    x = _bandpass(resample(audio, sr, ENVELOPE_RATE), ENVELOPE_RATE, 100.0, 4000.0)
-    mean_sq, count = _frame_mean(x.astype(np.float64) ** 2, n_frames, fps, ENVELOPE_RATE)
+    x = to_mono(audio)
+    if sr <= 0:
+        raise ValueError(f"sample rate must be positive, got {sr}")
+    band, n = _band(x, int(sr), ENVELOPE_RATE, 100.0, 4000.0)
+    edges = _frame_edges(n_frames, fps, ENVELOPE_RATE, n)
+    csum = dsp.cumsum_squares_at(band, edges)
+    count = np.diff(edges)
+    mean_sq = (csum[1:] - csum[:-1]) / np.maximum(count, 1)
     db = np.maximum(10.0 * np.log10(mean_sq + 1e-12), _FLOOR_DB)
     valid = count > 0
     env = np.zeros(n_frames, dtype=np.float32)
@@ -96,40 +114,60 @@ class FrameFeatures:
         return int(self.energy_db.size)
 
 
-def frame_features(audio: np.ndarray, sr: int) -> FrameFeatures:
-    """Short-time features of the 8 kHz, 100-3800 Hz band, computed in chunks to bound memory."""
-    x = _bandpass(resample(audio, sr, ANALYSIS_RATE), ANALYSIS_RATE, 100.0, 3800.0)
-    hop = int(ANALYSIS_RATE * HOP_S)
-    n_hops = int(np.ceil(x.size / hop)) if x.size else 0
-    # Pad so hop k's window is centred on sample k * hop.
-    padded = np.pad(x, (_WIN // 2, _WIN + n_hops * hop - x.size))
-    frames_all = np.lib.stride_tricks.sliding_window_view(padded, _WIN)[::hop][:n_hops]
-    window = np.hanning(_WIN).astype(np.float32)
+def _spectral_features(frames: np.ndarray, window: np.ndarray, lags: np.ndarray, lag_norm: np.ndarray) -> np.ndarray:
+    """The five ``FrameFeatures`` rows (energy, periodicity, flatness, tilt, lip band) for a chunk
+    of ``_WIN``-sample frames. A function of its own so each chunk's spectra are freed on return."""
     freqs = np.fft.rfftfreq(_NFFT, 1.0 / ANALYSIS_RATE)
     band = (freqs >= 100) & (freqs <= 3800)
     lo_band = (freqs >= 250) & (freqs < 1000)
     hi_band = (freqs >= 1500) & (freqs <= 3500)
     lip_band = (freqs >= 1000) & (freqs <= 3800)
+    fr = frames - frames.mean(axis=1, keepdims=True)
+    fr *= window
+    power = np.abs(np.fft.rfft(fr, _NFFT, axis=1))
+    del fr
+    power **= 2
+    power += 1e-12
+    out = np.empty((5, power.shape[0]), dtype=np.float32)
+    in_band = power[:, band]
+    out[0] = np.maximum(10 * np.log10(in_band.sum(axis=1) / (_WIN * window.sum())), _FLOOR_DB)
+    out[2] = 10 / np.log(10) * (np.log(in_band).mean(axis=1) - np.log(in_band.mean(axis=1)))
+    del in_band
+    out[3] = 10 * np.log10(power[:, hi_band].sum(axis=1) / power[:, lo_band].sum(axis=1))
+    out[4] = np.maximum(10 * np.log10(power[:, lip_band].sum(axis=1) / (_WIN * window.sum())), _FLOOR_DB)
+    ac = np.fft.irfft(power, _NFFT, axis=1)
+    del power
+    out[1] = np.clip((ac[:, lags] * lag_norm).max(axis=1) / np.maximum(ac[:, 0], 1e-12), 0, 1)
+    return out
+
+
+def frame_features(audio: np.ndarray, sr: int) -> FrameFeatures:
+    """Short-time features of the 8 kHz, 100-3800 Hz band, computed in chunks to bound memory.
+
+    The band signal is streamed (see ``_band``) and framed ``_CHUNK_HOPS`` hops at a time, so
+    memory stays at one chunk's spectra whatever the length.
+    """
+    x = to_mono(audio)
+    if sr <= 0:
+        raise ValueError(f"sample rate must be positive, got {sr}")
+    band, n = _band(x, int(sr), ANALYSIS_RATE, 100.0, 3800.0)
+    hop = int(ANALYSIS_RATE * HOP_S)
+    n_hops = -(-n // hop)
+    window = np.hanning(_WIN).astype(np.float32)
     # Autocorrelation of the window itself, to undo the taper's bias towards short lags.
     win_ac = np.fft.irfft(np.abs(np.fft.rfft(window, _NFFT)) ** 2)[:_WIN]
     lags = np.arange(ANALYSIS_RATE // 400, ANALYSIS_RATE // 60 + 1)
     lag_norm = (win_ac[0] / win_ac[lags]).astype(np.float32)
 
-    out = {k: np.empty(n_hops, dtype=np.float32) for k in ("e", "p", "f", "t", "l")}
-    chunk = 4096
-    for s in range(0, n_hops, chunk):
-        fr = frames_all[s : s + chunk]
-        fr = (fr - fr.mean(axis=1, keepdims=True)) * window
-        power = np.abs(np.fft.rfft(fr, _NFFT, axis=1)) ** 2 + 1e-12
-        energy = power[:, band].sum(axis=1)
-        out["e"][s : s + chunk] = np.maximum(10 * np.log10(energy / (_WIN * window.sum())), _FLOOR_DB)
-        log_p = np.log(power[:, band])
-        out["f"][s : s + chunk] = 10 / np.log(10) * (log_p.mean(axis=1) - np.log(power[:, band].mean(axis=1)))
-        ac = np.fft.irfft(power, _NFFT, axis=1)
-        out["p"][s : s + chunk] = np.clip((ac[:, lags] * lag_norm).max(axis=1) / np.maximum(ac[:, 0], 1e-12), 0, 1)
-        out["t"][s : s + chunk] = 10 * np.log10(power[:, hi_band].sum(axis=1) / power[:, lo_band].sum(axis=1))
-        out["l"][s : s + chunk] = np.maximum(10 * np.log10(power[:, lip_band].sum(axis=1) / (_WIN * window.sum())), _FLOOR_DB)
-    return FrameFeatures(out["e"], out["p"], out["f"], out["t"], out["l"])
+    out = np.empty((5, n_hops), dtype=np.float32)
+    chunk = _CHUNK_HOPS
+    # Hop k's window is centred on sample k * hop: the stream gets _WIN // 2 zeros in front, and
+    # a chunk of hops [s, s + chunk) reads that padded stream's [s * hop, (s + chunk - 1) * hop + _WIN).
+    windows = dsp.slabs(band, (chunk - 1) * hop + _WIN, chunk * hop, -(-n_hops // chunk), head=_WIN // 2, dtype=np.float32)
+    for s, slab in zip(range(0, n_hops, chunk), windows):
+        frames = np.lib.stride_tricks.sliding_window_view(slab, _WIN)[::hop][: min(chunk, n_hops - s)]
+        out[:, s : s + frames.shape[0]] = _spectral_features(frames, window, lags, lag_norm)
+    return FrameFeatures(*out)
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:

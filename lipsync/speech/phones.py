@@ -24,6 +24,8 @@ _FRAME_S = 0.01  # pocketsphinx's default frame rate is 100 frames/s
 # synthetic or noisy speech ("Final result does not match the grammar").
 _ALIGN_BEAMS = dict(beam=1e-100, pbeam=1e-100, wbeam=1e-80)
 _MAX_OOV_FRACTION = 0.25
+_SEGMENT_S = 30.0  # longest utterance decoded at once (see decode_phones)
+_PCM_BLOCK = 1 << 16  # samples converted to PCM at a time
 
 
 @dataclass(frozen=True)
@@ -50,18 +52,40 @@ def align_decoder():
     return Decoder(lm=None, bestpath=False, loglevel="FATAL", **_ALIGN_BEAMS)
 
 
-def _pcm16(audio16k: np.ndarray) -> bytes:
-    """16-bit PCM bytes with a faint fixed dither.
+def _pcm16(audio16k: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """16-bit PCM samples (int16 array) with a faint fixed dither, converted in blocks.
 
     Exact digital silence (as TTS produces) breaks pocketsphinx's log-energy features and makes
-    alignment fail; noise at about -80 dBFS fixes that without touching real recordings.
+    alignment fail; noise at about -80 dBFS fixes that without touching real recordings. Pass one
+    ``rng`` through consecutive pieces of a signal to give them the dither of the whole.
     """
-    x = np.asarray(audio16k)
-    if np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float64) / np.iinfo(x.dtype).max
-    x = np.clip(np.nan_to_num(x.astype(np.float64)), -1.0, 1.0) * 32767.0
-    x = x + np.random.default_rng(0).normal(0.0, 3.0, x.size)
-    return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
+    x = np.asarray(audio16k).reshape(-1)
+    rng = rng or np.random.default_rng(0)
+    full_scale = float(np.iinfo(x.dtype).max) if np.issubdtype(x.dtype, np.integer) else 1.0
+    out = np.empty(x.size, dtype="<i2")
+    for s in range(0, x.size, _PCM_BLOCK):
+        y = np.nan_to_num(x[s : s + _PCM_BLOCK].astype(np.float64) / full_scale)
+        y = np.clip(y, -1.0, 1.0) * 32767.0 + rng.normal(0.0, 3.0, y.size)
+        out[s : s + _PCM_BLOCK] = np.clip(np.round(y), -32768, 32767)
+    return out
+
+
+def _segments(audio16k: np.ndarray, longest: int) -> list[tuple[int, int]]:
+    """Cut audio longer than ``longest`` samples into pieces no longer, each cut in the quietest
+    200 ms of the second half of its piece (a pause, in speech), on the 10 ms frame grid."""
+    x = np.asarray(audio16k).reshape(-1)
+    n, hop = x.size, int(RATE * _FRAME_S)
+    if n <= longest:
+        return [(0, n)]
+    hops = x[: n // hop * hop].reshape(-1, hop)
+    energy = np.einsum("ij,ij->i", hops, hops, dtype=np.float64)  # no squared copy of the signal
+    quiet = np.convolve(energy, np.ones(20), mode="same")
+    cuts, start = [0], 0
+    while n - start > longest:
+        lo, hi = (start + longest // 2) // hop, (start + longest) // hop
+        start = (lo + int(np.argmin(quiet[lo:hi]))) * hop
+        cuts.append(start)
+    return list(zip(cuts, [*cuts[1:], n]))
 
 
 def _label(name: str) -> str:
@@ -72,26 +96,32 @@ def _label(name: str) -> str:
     return re.sub(r"\d", "", name)
 
 
-def _run(decoder, pcm: bytes) -> None:
+def _run(decoder, pcm: np.ndarray) -> None:
     decoder.start_utt()
-    decoder.process_raw(pcm, full_utt=True)
+    decoder.process_raw(pcm.view(np.uint8), full_utt=True)  # the bindings take any byte buffer: no copy
     decoder.end_utt()
 
 
 def decode_phones(audio16k: np.ndarray, *, decoder=None) -> list[Phone]:
     """Phone labels and timings for 16 kHz mono audio, without a transcript.
 
-    ``decoder`` may be one from ``phone_decoder()`` to skip the construction cost.
+    ``decoder`` may be one from ``phone_decoder()`` to skip the construction cost. Audio longer
+    than ``_SEGMENT_S`` is decoded as several utterances cut at pauses: pocketsphinx's search
+    keeps ~0.2 MB per second of an utterance, and its normalisation works on utterance-sized pieces.
     """
-    if np.asarray(audio16k).size == 0:
+    x = np.asarray(audio16k).reshape(-1)
+    if x.size == 0:
         return []
     decoder = decoder or phone_decoder()
-    _run(decoder, _pcm16(audio16k))
+    rng = np.random.default_rng(0)  # one dither sequence across the pieces, as for the whole
     phones = []
-    for seg in decoder.seg() or []:
-        start, end = seg.start_frame * _FRAME_S, (seg.end_frame + 1) * _FRAME_S
-        if end > start:
-            phones.append(Phone(_label(seg.word), start, end))
+    for a, b in _segments(x, int(_SEGMENT_S * RATE)):
+        _run(decoder, _pcm16(x[a:b], rng))
+        offset = a // int(RATE * _FRAME_S)
+        for seg in decoder.seg() or []:
+            start, end = (seg.start_frame + offset) * _FRAME_S, (seg.end_frame + 1 + offset) * _FRAME_S
+            if end > start:
+                phones.append(Phone(_label(seg.word), start, end))
     return phones
 
 
@@ -101,12 +131,45 @@ def transcript_words(transcript: str) -> list[str]:
     return [w.strip("'") for w in re.findall(r"[a-z0-9']+", text) if w.strip("'")]
 
 
+def _word_pieces(segments: list[tuple[str, int, int]], n_frames: int, longest: int) -> list[tuple[int, int, list[str]]]:
+    """Cut a word segmentation (word, first frame, last frame) into pieces of at most ``longest``
+    frames, each cut in the longest pause of its second half (else between two words), with the
+    words whose middle falls in each piece."""
+    filler = ("<", "[", "+")  # <sil>, <s>, </s>, [NOISE], [SPEECH]: pauses, not transcript words
+    words = [(w, a, b) for w, a, b in segments if not w.startswith(filler)]
+    # Candidate cuts: the middle of each pause (scored by its length), else any word boundary.
+    cuts = [((a + b + 1) // 2, b - a + 1) for w, a, b in segments if w.startswith(filler)]
+    cuts += [(b + 1, 0) for _, _, b in words]
+    edges, start = [0], 0
+    while n_frames - start > longest:
+        ok = [(score, f) for f, score in cuts if start + longest // 2 < f <= start + longest]
+        ok = ok or [(0, f) for f, _ in cuts if start < f <= start + longest]
+        start = max(ok)[1] if ok else start + longest  # no boundary at all: a word gets split
+        edges.append(start)
+    edges.append(n_frames)
+    return [(f0, f1, [re.sub(r"\(\d+\)$", "", w) for w, a, b in words if f0 <= (a + b) // 2 < f1])
+            for f0, f1 in zip(edges, edges[1:])]
+
+
+def _align_pass(decoder, words: list[str], pcm: np.ndarray) -> bool:
+    """Both alignment passes over one piece; False when the search loses the transcript."""
+    decoder.set_align_text(" ".join(words))
+    _run(decoder, pcm)  # first pass: word segmentation
+    if decoder.hyp() is None:
+        return False
+    decoder.set_alignment()
+    _run(decoder, pcm)  # second pass: phone (and state) durations
+    return True
+
+
 def align_phones(audio16k: np.ndarray, transcript: str, *, decoder=None) -> list[Phone] | None:
     """Force-align ``transcript`` to 16 kHz mono audio; None when that fails.
 
     Words missing from the dictionary are skipped; if more than a quarter of the words are
     missing, the alignment would be mostly guesswork, so this gives None as well.
-    ``decoder`` may be one from ``align_decoder()``.
+    ``decoder`` may be one from ``align_decoder()``. Past ``_SEGMENT_S``, the word pass runs on
+    the whole and the phone pass on pieces cut at its pauses: the phone pass holds frames x
+    states, quadratic in the length (1.6 GB for a 5-minute text in one piece).
     """
     words = transcript_words(transcript or "")
     if not words or np.asarray(audio16k).size == 0:
@@ -118,15 +181,32 @@ def align_phones(audio16k: np.ndarray, transcript: str, *, decoder=None) -> list
         log.info("align_phones: %d of %d words not in the dictionary", missing, len(words))
     if not known or missing > _MAX_OOV_FRACTION * len(words):
         return None
-    pcm = _pcm16(audio16k)
+    x = np.asarray(audio16k).reshape(-1)
+    pcm = _pcm16(x)
+    hop = int(RATE * _FRAME_S)
+    phones: list[Phone] = []
     try:
-        decoder.set_align_text(" ".join(known))
-        _run(decoder, pcm)  # first pass: word segmentation
-        if decoder.hyp() is None:
-            return None
-        decoder.set_alignment()
-        _run(decoder, pcm)  # second pass: phone (and state) durations
-        alignment = decoder.get_alignment()
+        if x.size <= _SEGMENT_S * RATE:
+            pieces = [(0, -(-x.size // hop), known)]
+        else:
+            decoder.set_align_text(" ".join(known))
+            _run(decoder, pcm)
+            if decoder.hyp() is None:
+                return None
+            segments = [(seg.word, seg.start_frame, seg.end_frame) for seg in decoder.seg() or []]
+            pieces = _word_pieces(segments, -(-x.size // hop), int(_SEGMENT_S / _FRAME_S))
+        for f0, f1, piece_words in pieces:
+            if not piece_words:
+                continue
+            if not _align_pass(decoder, piece_words, pcm[f0 * hop : f1 * hop]):
+                return None
+            alignment = decoder.get_alignment()
+            if alignment is None:
+                return None
+            for entry in alignment.phones():
+                start, end = (entry.start + f0) * _FRAME_S, (entry.start + entry.duration + f0) * _FRAME_S
+                if end > start:
+                    phones.append(Phone(_label(entry.name), start, end))
     except RuntimeError as exc:  # the bindings raise RuntimeError for bad text / failed search
         log.info("align_phones: alignment failed: %s", exc)
         return None
@@ -135,12 +215,4 @@ def align_phones(audio16k: np.ndarray, transcript: str, *, decoder=None) -> list
             decoder.activate_search()  # leave a reused decoder in its default state
         except Exception:  # noqa: BLE001 - nothing else to restore to
             pass
-    if alignment is None:
-        return None
-    phones = []
-    for entry in alignment.phones():
-        start = entry.start * _FRAME_S
-        end = (entry.start + entry.duration) * _FRAME_S
-        if end > start:
-            phones.append(Phone(_label(entry.name), start, end))
     return phones or None
