@@ -8,6 +8,8 @@ The job record around it (ids, timings, errors) is `lipsync.jobs`' business.
 from __future__ import annotations
 
 import queue
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 import secrets
 import threading
 import tempfile
@@ -146,16 +148,22 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
 
             source = stack.enter_context(VideoSource(visual, "video", size, config.FPS))
             tracker = _face_tracker(request, analyzer, mask)
-            # Entered after the source, so the worker thread stops before the source closes.
-            frames = stack.enter_context(_Prefetch(_video_frames(source, tracker, n_frames, clock)))
+            # Decoding and tracking each get a worker thread (entered after the source, so they stop
+            # before it closes); rendering stays here and encoding runs in ffmpeg.
+            decoded = stack.enter_context(_Prefetch(_decoded(source, n_frames, clock)))
+            frames = stack.enter_context(_Prefetch(_tracked(decoded, tracker, clock)))
         else:
-            frames = ((still, [sp.face for sp in speakers]) for _ in range(n_frames))
+            # A still's frames depend only on their index: render two at a time (numpy and OpenCV
+            # release the GIL), a few frames ahead, in order.
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="lipsync-render"))
+            faces = [sp.face for sp in speakers]
+            frames = _rendered_ahead(pool, renderer, still, faces, n_frames)
         with VideoWriter(out_path, size, audio_out, fps=config.FPS, crf=CRF) as writer:
             for index, (frame, faces) in enumerate(frames):
                 if cancel is not None and cancel():
                     raise Cancelled()
                 with clock("render"):
-                    out = renderer.render(frame, index, faces)
+                    out = renderer.render(frame, index, faces) if still is None else frame
                 with clock("encode"):
                     writer.write(out)
                 if isinstance(request, VideoRequest) and faces[0] is not None:
@@ -272,14 +280,31 @@ def _face_tracker(request: VideoRequest, analyzer, mask):
     return FaceTracker(analyzer, pick=pick, fps=config.FPS)
 
 
-def _video_frames(source, tracker, n_frames: int, clock) -> Iterator:
-    """(frame, [face]) on the output timeline: truncated or ping-pong extended, face tracked."""
+def _rendered_ahead(pool, renderer, still, faces: list, n_frames: int, ahead: int = 4) -> Iterator:
+    """(rendered frame, faces) for each index of a still, computed by `pool` up to `ahead` frames early."""
+    pending: deque = deque()
+    for index in range(n_frames):
+        pending.append(pool.submit(renderer.render, still, index, faces))
+        if len(pending) > ahead:
+            yield pending.popleft().result(), faces
+    while pending:
+        yield pending.popleft().result(), faces
+
+
+def _decoded(source, n_frames: int, clock) -> Iterator:
+    """Frames on the output timeline: truncated or ping-pong extended."""
     frames = source.frames(n_frames)
     while True:
         with clock("decode"):
             frame = next(frames, None)
         if frame is None:
             return
+        yield frame
+
+
+def _tracked(frames: Iterator, tracker, clock) -> Iterator:
+    """(frame, [face]) with the dubbed face tracked."""
+    for frame in frames:
         with clock("analysis"):
             face = tracker.update(frame)
         yield frame, [face]

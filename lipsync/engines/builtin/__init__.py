@@ -6,6 +6,7 @@ a painted interior fills the opening, and stills get blinks, head motion and bre
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Optional
 
@@ -67,6 +68,7 @@ class BuiltinRenderer:
         self.style: style_mod.Style = plan.style or style_mod.Style()
         self.still = plan.model != "lipsync-video"
         self.states = [_FaceState() for _ in plan.speakers]
+        self.lock = threading.Lock()
         self.life = None
         self.motion = None
         self.motion_plans = []
@@ -123,10 +125,16 @@ class BuiltinRenderer:
             return
         # Half-pixel gap steps and 0.1 width steps are below what the eye (or the encoder) resolves.
         key = (round(shape.gap * geo.frame.scale * 2), round(shape.width * 10), round(shape.smile * 20))
-        if self.still and key in state.patches:
-            state.patches.move_to_end(key)
-            out[y0:y1, x0:x1] = state.patches[key]
-            return
+        if self.still:
+            with self.lock:  # frames of a still may render in parallel
+                patch = state.patches.get(key)
+                if patch is not None:
+                    state.patches.move_to_end(key)
+            if patch is not None:
+                out[y0:y1, x0:x1] = patch
+                return
+            # Render the key's own shape, so a patch never depends on which frame filled the cache.
+            shape = MouthShape(gap=key[0] / (2 * geo.frame.scale), width=key[1] / 10, smile=key[2] / 20)
         scale = geo.frame.scale
         warp = mouth_warp(geo, shape)
         roi = cv2.remap(src, warp.map_x, warp.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -134,9 +142,10 @@ class BuiltinRenderer:
         out[y0:y1, x0:x1] = patch
         if self.still:
             # A still's mouth depends only on the shape: reuse patches (bounded LRU).
-            state.patches[key] = patch
-            if len(state.patches) > CACHE_SIZE:
-                state.patches.popitem(last=False)
+            with self.lock:
+                state.patches[key] = patch
+                if len(state.patches) > CACHE_SIZE:
+                    state.patches.popitem(last=False)
 
     def _blink(self, src: np.ndarray, out: np.ndarray, lm: np.ndarray, state: _FaceState, closed: float):
         if closed < 0.02:
