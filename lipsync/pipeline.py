@@ -157,7 +157,7 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
             # release the GIL), a few frames ahead, in order.
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="lipsync-render"))
             faces = [sp.face for sp in speakers]
-            frames = _rendered_ahead(pool, renderer, still, faces, n_frames)
+            frames = _rendered_ahead(pool, renderer, still, faces, n_frames, clock)
         with VideoWriter(out_path, size, audio_out, fps=config.FPS, crf=CRF) as writer:
             for index, (frame, faces) in enumerate(frames):
                 if cancel is not None and cancel():
@@ -280,15 +280,16 @@ def _face_tracker(request: VideoRequest, analyzer, mask):
     return FaceTracker(analyzer, pick=pick, fps=config.FPS)
 
 
-def _rendered_ahead(pool, renderer, still, faces: list, n_frames: int, ahead: int = 4) -> Iterator:
+def _rendered_ahead(pool, renderer, still, faces: list, n_frames: int, clock, ahead: int = 4) -> Iterator:
     """(rendered frame, faces) for each index of a still, computed by `pool` up to `ahead` frames early."""
     pending: deque = deque()
-    for index in range(n_frames):
-        pending.append(pool.submit(renderer.render, still, index, faces))
-        if len(pending) > ahead:
-            yield pending.popleft().result(), faces
-    while pending:
-        yield pending.popleft().result(), faces
+    for index in range(n_frames + ahead):
+        if index < n_frames:
+            pending.append(pool.submit(renderer.render, still, index, faces))
+        if pending and (len(pending) > ahead or index >= n_frames):
+            with clock("render"):  # the wait for a frame is this stage's time
+                out = pending.popleft().result()
+            yield out, faces
 
 
 def _decoded(source, n_frames: int, clock) -> Iterator:
