@@ -70,7 +70,7 @@ class RenderPlan:
     seed: int
     style: object = None
     mask: Optional[np.ndarray] = None  # (h, w) float32 0..1, 1 = may change
-    audio: Optional[np.ndarray] = None  # mono float32 at `sample_rate`, the whole output audio
+    audio: Optional[np.ndarray] = None  # the output timeline's speech, mono float32 at `sample_rate` (for neural engines)
     sample_rate: int = 16000
     extra: dict = field(default_factory=dict)
 
