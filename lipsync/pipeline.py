@@ -341,6 +341,9 @@ class _Prefetch:
             self._put(self._DONE)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             self._put(_Failure(exc))
+        finally:
+            # Close the source generator here, on its own thread, before its files go away.
+            getattr(self.items, "close", lambda: None)()
 
     def __enter__(self) -> Iterator:
         self.thread.start()

@@ -28,6 +28,7 @@ def run_job(request: Request, *, out_path: Optional[Path] = None, progress: Opti
     started = time.perf_counter()
     try:
         result = render(request, out_path, progress=progress, cancel=cancel)
+        record.credits = estimate_for(request, result.duration).credits
     except LipsyncError as exc:
         record.status, record.error = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug must still end as a failed record, not a hung job
@@ -41,7 +42,6 @@ def run_job(request: Request, *, out_path: Optional[Path] = None, progress: Opti
         record.warnings = result.warnings
         record.ignoredPromptWords = result.ignored_prompt_words
         record.request["seed"] = result.seed  # so the user can reproduce a job that had no seed
-        record.credits = estimate_for(request, result.duration).credits
     record.executionTime = round((time.perf_counter() - started) * 1000)
     records.save(record)
     return record

@@ -127,8 +127,8 @@ class VideoWriter:
             self._cleanup()
             raise
         try:
-            fcntl.fcntl(self._proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-        except OSError:
+            fcntl.fcntl(self._proc.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ"), _PIPE_SIZE)
+        except (OSError, AttributeError):
             pass  # not Linux, or over the system limit: the default pipe still works
 
     def write(self, frame: np.ndarray) -> None:

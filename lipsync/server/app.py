@@ -138,7 +138,7 @@ def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path
     # a browser or any HTTP client, as the hosted API's do.
     @app.get(f"{API_PREFIX}/files/{{name}}", include_in_schema=False)
     def get_file(name: str, request: Request, sig: str = ""):
-        signed = bool(sig) and hmac.compare_digest(sig, file_signature(secret, name))
+        signed = bool(sig) and hmac.compare_digest(sig.encode(), file_signature(secret, name).encode())
         if not signed and keys.verify_key(_bearer(request), home=home) is None:
             raise ApiError(401, "missing or invalid API key or link signature")
         job = store.get(name.removesuffix(".mp4")) if name.endswith(".mp4") else None

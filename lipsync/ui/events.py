@@ -361,10 +361,9 @@ def _dialogue_sync(record, png: Path) -> tuple[Optional[str], str]:
     left = load_audio(Path(req["left_audio"]), "left_audio", rate)
     right = load_audio(Path(req["right_audio"]), "right_audio", rate)
     _, left_line, right_line = arrange_dialogue(left, right, req.get("order", "meanwhile"))
-    if req.get("left_face") is not None or req.get("right_face") is not None:
-        pair = (req.get("left_face", 0), req.get("right_face"))
-    else:
-        pair = detect_faces(req["image"], req.get("resolution", "480p"), req.get("mask_image"))[2] or (0, 1)
+    # The same pair the render used: the pipeline's pick, with the user's index or box choices.
+    pair = detect_faces(req["image"], req.get("resolution", "480p"), req.get("mask_image"),
+                        left_face=req.get("left_face"), right_face=req.get("right_face"))[2] or (0, 1)
     lines, plots = [], []
     with tempfile.TemporaryDirectory(dir=config.cache_dir()) as tmp:
         for side, line, index, transcript in (("Left", left_line, pair[0], req.get("left_transcript")),

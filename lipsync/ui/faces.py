@@ -23,9 +23,11 @@ class FacePreview:
     right: Optional[int]
 
 
-def detect_faces(image: str, resolution: str = "480p", mask_image: Optional[str] = None):
+def detect_faces(image: str, resolution: str = "480p", mask_image: Optional[str] = None,
+                 left_face=None, right_face=None):
     """Faces in ``image`` exactly as the pipeline sees them (resized to the output size, same detector),
-    and the pair it would pick by default. Returns (frame, faces, (left, right) or None)."""
+    and the pair it picks (by default, or from the user's index/box choices). Returns
+    (frame, faces, (left, right) or None)."""
     import cv2
 
     from ..face import FaceAnalyzer
@@ -44,8 +46,9 @@ def detect_faces(image: str, resolution: str = "480p", mask_image: Optional[str]
     if len(faces) >= 2:
         mask = _load_mask(Path(mask_image), size, read_image) if mask_image else None
         # The pipeline's own default pick, so the preview never disagrees with the render.
-        probe_request = MultiRequest(image=str(image), left_audio="-", right_audio="-")
-        chosen = _pick_still_faces(probe_request, faces, mask)
+        probe_request = MultiRequest(image=str(image), left_audio="-", right_audio="-",
+                                     left_face=left_face, right_face=right_face)
+        chosen = _pick_still_faces(probe_request, faces, mask, scale=size[0] / info.width)
         index = {id(face): i for i, face in enumerate(faces)}
         pair = (index[id(chosen[0])], index[id(chosen[1])])
     return frame, faces, pair
