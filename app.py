@@ -36,21 +36,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _server_app():
-    """The REST API app if this build has it, else a bare FastAPI app for the UI alone."""
-    try:
-        from lipsync.server import create_app
-    except ImportError:
-        from fastapi import FastAPI
+    """The REST API app (/api/v1) that the UI is mounted on, and whether it serves the API."""
+    from lipsync.server import create_app
 
-        return FastAPI(), False
     return create_app(), True
 
 
 def _startup_warnings(host: str, share: bool, auth: Optional[str]) -> list[str]:
-    try:
-        from lipsync.server import startup_warnings
-    except ImportError:
-        return []
+    from lipsync.server import startup_warnings
+
     return startup_warnings(host, share, auth)
 
 
@@ -147,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         where = f", listening on {args.host}" if shown != args.host else ""
         print(f"Lipsync Studio is ready at {url} ({time.perf_counter() - started:.1f} s{where})", flush=True)
         if has_api:
-            print(f"REST API: {url}api/v1 (docs at {url}api/v1/docs; create a key with `lipsync keys create`)",
+            print(f"REST API: {url}api/v1 (docs at {url}api/docs; create a key with `lipsync keys create`)",
                   flush=True)
         if args.share and on_space():
             print("--share is not needed on a Space: it already has a public address", flush=True)

@@ -272,10 +272,8 @@ def mirror(studio: Studio, job_id: Optional[str], api_key: Optional[str] = None,
 
     if not job_id:
         return None, ""
-    try:
-        from ..remote import HostedClient, hosted_form_state, mirror_available
-    except ImportError:
-        return None, "⚠ **Hosted API:** the hosted-API client is not part of this build."
+    from ..remote import HostedClient, hosted_form_state, mirror_available
+
     record = load(job_id)
     request = parse_request(record.model, record.request)
     sink = progress or (lambda fraction, stage: None)
