@@ -20,6 +20,18 @@ def lipsync_home(tmp_path_factory, monkeypatch):
     return home
 
 
+def traced_peak(run) -> int:
+    """Peak bytes Python allocated while `run()` ran (tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 

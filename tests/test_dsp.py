@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from scipy import ndimage, signal
 
-from conftest import make_speech
+from conftest import make_speech, traced_peak
 from lipsync import dsp
 from lipsync.media.audio import _k_weighting, integrated_loudness, loudness_normalize
 
@@ -241,15 +241,6 @@ def test_cumsum_squares_at_matches_cumsum():
     np.testing.assert_allclose(got, full[np.clip(positions, 0, y.size)], rtol=1e-12, atol=0)
 
 
-def _traced_peak(run) -> int:
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        run()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def test_streaming_filters_memory_does_not_grow_with_length():
@@ -259,4 +250,4 @@ def test_streaming_filters_memory_does_not_grow_with_length():
     growth = long.nbytes - short.nbytes  # 7 MB; the whole-array versions grew by 4-6x that
     for run in (lambda x: integrated_loudness(x, 16000),
                 lambda x: dsp.cumsum_squares_at(dsp.bandpass_blocks(dsp.blocks(x), x.size, 16000, 100, 4000), [0, x.size])):
-        assert _traced_peak(lambda: run(long)) - _traced_peak(lambda: run(short)) < 0.1 * growth
+        assert traced_peak(lambda: run(long)) - traced_peak(lambda: run(short)) < 0.1 * growth

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import make_speech
+from conftest import make_speech, traced_peak
 from lipsync.errors import InputError
 from lipsync.speech import (
     VISEMES,
@@ -294,22 +294,12 @@ def test_to_mono_does_not_copy_clean_audio():
 
 def test_features_memory_does_not_grow_with_length():
     """Envelope and hop features of 2 minutes peak about as high as of 10 s: no full-length temporaries."""
-    import tracemalloc
-
-    def peak(run) -> int:
-        tracemalloc.start()
-        try:
-            run()
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-
     rng = np.random.default_rng(8)
     short, long = ((rng.standard_normal(s * 16000) * 0.1).astype(np.float32) for s in (10, 120))
     growth = long.nbytes - short.nbytes  # 7 MB; before streaming, the envelope alone grew by ~7x that
     for run in (lambda x: speech_envelope(x, 16000, x.size // 640, FPS), lambda x: frame_features(x, 16000)):
         # What does grow: 5 float32 features per 10 ms hop (0.2 MB for 2 minutes).
-        assert peak(lambda: run(long)) - peak(lambda: run(short)) < 0.3 * growth
+        assert traced_peak(lambda: run(long)) - traced_peak(lambda: run(short)) < 0.3 * growth
 
 
 def test_pcm16_in_pieces_equals_whole(bob):
