@@ -372,3 +372,30 @@ def test_app_serves_ui_and_api_on_one_port():
         if has_api:
             response = client.get("/api/v1/jobs/nope")
             assert response.status_code == 401 and "API key" in response.json()["error"]
+
+
+def test_gradio_imports_without_regenerating_its_stubs():
+    """The start-up shortcut (lipsync.ui.gradio_import) takes effect on this Gradio, and the components it
+    builds still work: events wire up and the config lists them. Fails when Gradio renames its hook."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+from lipsync.ui import gradio_import
+assert gradio_import.install()
+import gradio as gr
+assert gradio_import.installed(), "Gradio no longer has component_meta.create_or_modify_pyi"
+assert not gradio_import.install()  # too late once Gradio is imported: says so
+with gr.Blocks() as demo:
+    box = gr.Textbox(label="name")
+    out = gr.Textbox()
+    gr.Button("go").click(lambda s: s.upper(), box, out)
+config = demo.get_config_file()
+assert {c["props"].get("label") for c in config["components"]} >= {"name"}
+assert len(config["dependencies"]) == 1
+print("ok")
+"""
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -1,23 +1,43 @@
-"""Media in and out: fetch inputs, probe them, decode audio/frames, write the result MP4."""
+"""Media in and out: fetch inputs, probe them, decode audio/frames, write the result MP4.
 
-from .audio import arrange_dialogue, integrated_loudness, load_audio, loudness_normalize, write_wav
-from .fetch import resolve
-from .probe import MediaInfo, expect_kind, probe
-from .video import VideoSource, output_size, read_image
-from .writer import VideoWriter
+Names load on first use (PEP 562), so that a caller needing only `media.fetch` (the REST server, at
+start-up) does not pay for PyAV and OpenCV.
+"""
 
-__all__ = [
-    "MediaInfo",
-    "VideoSource",
-    "VideoWriter",
-    "arrange_dialogue",
-    "expect_kind",
-    "integrated_loudness",
-    "load_audio",
-    "loudness_normalize",
-    "output_size",
-    "probe",
-    "read_image",
-    "resolve",
-    "write_wav",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "arrange_dialogue": "audio",
+    "integrated_loudness": "audio",
+    "load_audio": "audio",
+    "loudness_normalize": "audio",
+    "write_wav": "audio",
+    "resolve": "fetch",
+    "MediaInfo": "probe",
+    "expect_kind": "probe",
+    "probe": "probe",
+    "VideoSource": "video",
+    "output_size": "video",
+    "read_image": "video",
+    "VideoWriter": "writer",
+}
+
+if TYPE_CHECKING:
+    from .audio import arrange_dialogue, integrated_loudness, load_audio, loudness_normalize, write_wav
+    from .fetch import resolve
+    from .probe import MediaInfo, expect_kind, probe
+    from .video import VideoSource, output_size, read_image
+    from .writer import VideoWriter
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+__all__ = sorted(_EXPORTS)

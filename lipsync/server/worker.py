@@ -12,7 +12,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import InputError, LipsyncError
-from ..jobs import run_job
 from ..media.fetch import resolve
 from ..requests import Request, parse_request
 from . import keys, webhooks
@@ -95,6 +94,8 @@ class JobQueue:
             record.executionTime = round((time.perf_counter() - started) * 1000)
         else:
             fetch_ms = round((time.perf_counter() - started) * 1000)
+            from ..jobs import run_job  # the render stack loads with the first job, not at server start
+
             outputs = self.home / "outputs"
             outputs.mkdir(parents=True, exist_ok=True)
             record = run_job(request, out_path=outputs / f"{job.id}.mp4", cancel=self._stop.is_set, record=record)

@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import gradio as gr
+from . import gradio_import
+
+gradio_import.install()  # before Gradio's first import: skips its per-import stub generation
+
+import gradio as gr  # noqa: E402
 
 from ..errors import Cancelled, InputError, LipsyncError
 from . import events, forms
