@@ -11,6 +11,8 @@ from pathlib import Path
 import platformdirs
 
 FPS = 25
+# Speech analysis (and the sync report) work on 16 kHz mono.
+AUDIO_RATE = 16000
 SHORT_SIDE = {"480p": 480, "720p": 720}
 
 

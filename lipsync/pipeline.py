@@ -30,7 +30,7 @@ from .requests import ImageRequest, MultiRequest, Request, VideoRequest
 
 # Analysis works on 16 kHz mono. The output audio is built by ffmpeg from the source files (AudioMix),
 # so a long job never holds full-rate audio in memory.
-AUDIO_RATE = 16000
+AUDIO_RATE = config.AUDIO_RATE
 LOUDNESS_TARGET = -16.0  # LUFS
 MAX_GAIN_DB = 30.0
 # x264 quality: at 16 the untouched face region stays ≥ 40 dB (luma PSNR) from the input through encoding.

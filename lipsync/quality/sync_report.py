@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from .. import config
 from ..errors import InputError
 
 MAX_LAG = 5  # frames searched either way for the best correlation
@@ -107,7 +108,7 @@ def sync_report(
             raise InputError("face_index", f"no face number {face_index} (counting from 0, left to right) in the video")
         raise InputError("video", "no face found in any frame")
 
-    sr = 16000
+    sr = config.AUDIO_RATE
     speech = load_audio(Path(audio), "audio", sr)
     rate = max(1, round(fps))
     envelope = speech_envelope(speech, sr, n, fps=rate)

@@ -258,6 +258,19 @@ def generate(studio: Studio, mode: str, form: dict, *, token: Optional[str] = No
     return JobResult(record, job_summary(record))
 
 
+GONE = "This job no longer exists: it was deleted from History."
+
+
+def _finished_record(job_id: str):
+    """The job's record, or None when it was deleted meanwhile (another tab, History)."""
+    from ..jobs import load
+
+    try:
+        return load(job_id)
+    except (OSError, ValueError):
+        return None
+
+
 def hosted_path(output: str | Path) -> Path:
     """Where the hosted result of a local job is saved: beside its output, so deleting the job removes both."""
     return Path(output).with_suffix(".hosted.mp4")
@@ -267,14 +280,15 @@ def mirror(studio: Studio, job_id: Optional[str], api_key: Optional[str] = None,
            progress: Optional[Callable[[float, str], None]] = None) -> tuple[Optional[str], str]:
     """Run a finished local job again on the hosted API: (the hosted video or None, a comparison or the
     reason it could not run). Local files go out as public URLs; with none, it says so and sends nothing."""
-    from ..jobs import load
     from ..requests import parse_request
 
     if not job_id:
         return None, ""
     from ..remote import HostedClient, hosted_form_state, mirror_available
 
-    record = load(job_id)
+    record = _finished_record(job_id)
+    if record is None:
+        return None, GONE
     request = parse_request(record.model, record.request)
     sink = progress or (lambda fraction, stage: None)
     try:
@@ -323,12 +337,13 @@ def job_summary(record) -> str:
 def sync_plot(job_id: Optional[str]) -> tuple[Optional[str], str]:
     """The sync report of a finished job: (PNG path, Markdown summary). Dialogue measures each speaker
     against their own track on the output's timeline."""
-    from ..jobs import load
     from ..quality import sync_report
 
     if not job_id:
         return None, ""
-    record = load(job_id)
+    record = _finished_record(job_id)
+    if record is None:
+        return None, GONE
     if record.status != "completed" or not record.output:
         return None, ""
     req, video = record.request, Path(record.output)
@@ -355,7 +370,7 @@ def _dialogue_sync(record, png: Path) -> tuple[Optional[str], str]:
     from .faces import detect_faces
 
     req, video = record.request, Path(record.output)
-    rate = 16000
+    rate = config.AUDIO_RATE
     left = load_audio(Path(req["left_audio"]), "left_audio", rate)
     right = load_audio(Path(req["right_audio"]), "right_audio", rate)
     _, left_line, right_line = arrange_dialogue(left, right, req.get("order", "meanwhile"))
@@ -493,14 +508,6 @@ def reopen(job_id: Optional[str]) -> Reopened:
 
 
 # -- settings --------------------------------------------------------------------------------------
-
-
-def keys_available() -> bool:
-    try:
-        from ..server import keys  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def api_keys_rows() -> list[list]:

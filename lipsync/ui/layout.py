@@ -444,37 +444,34 @@ def _settings_tab(studio: Studio) -> SettingsTab:
         api_url = gr.Textbox(label="API URL", value=os.environ.get("LIPSYNC_API_URL", ""),
                              placeholder="https://lipsync.studio/api/v1", info="Empty = the hosted API")
     gr.Markdown("### Keys for this app's REST API (`/api/v1`)")
-    if events.keys_available():
-        with gr.Row():
-            key_name = gr.Textbox(label="New key name (optional)", max_lines=1, scale=3)
-            create = gr.Button("Create key", scale=1)
-        new_key = gr.Textbox(label="New key: copy it now, it is shown only once", interactive=False,
-                             buttons=["copy"], visible=False)
-        keys_table = gr.Dataframe(events.api_keys_rows, headers=["Key", "Name", "Created"], type="array",
-                                  interactive=False, label="Keys")
-        with gr.Row():
-            revoke_value = gr.Textbox(label="Revoke: the key, its sk_… prefix or its name", max_lines=1, scale=3)
-            revoke = gr.Button("Revoke", variant="stop", scale=1)
-        key_note = gr.Markdown()
+    with gr.Row():
+        key_name = gr.Textbox(label="New key name (optional)", max_lines=1, scale=3)
+        create = gr.Button("Create key", scale=1)
+    new_key = gr.Textbox(label="New key: copy it now, it is shown only once", interactive=False,
+                         buttons=["copy"], visible=False)
+    keys_table = gr.Dataframe(events.api_keys_rows, headers=["Key", "Name", "Created"], type="array",
+                              interactive=False, label="Keys")
+    with gr.Row():
+        revoke_value = gr.Textbox(label="Revoke: the key, its sk_… prefix or its name", max_lines=1, scale=3)
+        revoke = gr.Button("Revoke", variant="stop", scale=1)
+    key_note = gr.Markdown()
 
-        def make_key(name):
-            try:
-                key, message = events.create_api_key(name)
-            except LipsyncError as exc:
-                raise gr.Error(str(exc), print_exception=False) from None
-            return gr.update(value=key, visible=True), message, events.api_keys_rows(), ""
+    def make_key(name):
+        try:
+            key, message = events.create_api_key(name)
+        except LipsyncError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        return gr.update(value=key, visible=True), message, events.api_keys_rows(), ""
 
-        def drop_key(value):
-            try:
-                message = events.revoke_api_key(value)
-            except LipsyncError as exc:
-                raise gr.Error(str(exc), print_exception=False) from None
-            return message, events.api_keys_rows(), ""
+    def drop_key(value):
+        try:
+            message = events.revoke_api_key(value)
+        except LipsyncError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        return message, events.api_keys_rows(), ""
 
-        create.click(make_key, key_name, [new_key, key_note, keys_table, key_name])
-        revoke.click(drop_key, revoke_value, [key_note, keys_table, revoke_value])
-    else:
-        gr.Markdown("The REST API is not part of this build.")
+    create.click(make_key, key_name, [new_key, key_note, keys_table, key_name])
+    revoke.click(drop_key, revoke_value, [key_note, keys_table, revoke_value])
     gr.Markdown("### Engines")
     engines = gr.Dataframe(headers=["Engine", "State", "Jobs", "Options", "Resolutions"], type="array",
                            interactive=False, label="Engines")

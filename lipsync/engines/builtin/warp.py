@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ...face import regions as R
@@ -159,12 +158,10 @@ class MouthWarp:
 UPPER_SHARE = 0.3  # the upper lip takes this share of an opening, the jaw the rest
 
 
-def mouth_warp(geo: MouthGeometry, shape: MouthShape, step: int = 1) -> MouthWarp:
+def mouth_warp(geo: MouthGeometry, shape: MouthShape) -> MouthWarp:
     f, s = geo.frame, geo.frame.scale
     x0, y0, x1, y1 = geo.roi
-    gx = np.arange(x0, x1 + step, step, dtype=np.float64)
-    gy = np.arange(y0, y1 + step, step, dtype=np.float64)
-    X, Y = np.meshgrid(gx, gy)
+    X, Y = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
     u, v = f.to_face(np.stack([X, Y], axis=-1))
 
     # Horizontal: widen/narrow the mouth around its centre, fading out around the lips.
@@ -210,17 +207,14 @@ def mouth_warp(geo: MouthGeometry, shape: MouthShape, step: int = 1) -> MouthWar
     closing = smoothstep(0.5, 2.0, gap_s - gap_t) * smoothstep(1.0, 0.8, np.abs(across))
     seam = closing * smoothstep(max(1.0, 0.012 * s), 0, np.abs(v - (T_ui + T_li) / 2)) * (gap_t < 1.5)
 
-    h, w = y1 - y0, x1 - x0
+    def f32(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.float32)
 
-    def full(a: np.ndarray) -> np.ndarray:
-        return cv2.resize(a.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) if step > 1 else a[:h, :w].astype(np.float32)
-
-    # Upscale displacements (smooth), then add the exact identity so untouched pixels stay bit-exact.
-    ix, iy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    map_x = ix + full(xs - X)
-    map_y = iy + full(ys - Y)
-    return MouthWarp(geo.roi, map_x, map_y, full(interior), full(depth), full(np.clip(across, -1, 1)), full(gap_t),
-                     full(seam))
+    # Displacements added to the exact float32 identity, so that untouched pixels stay bit-exact.
+    map_x = f32(X) + f32(xs - X)
+    map_y = f32(Y) + f32(ys - Y)
+    return MouthWarp(geo.roi, map_x, map_y, f32(interior), f32(depth), f32(np.clip(across, -1, 1)), f32(gap_t),
+                     f32(seam))
 
 
 @dataclass(frozen=True)
