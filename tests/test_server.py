@@ -507,15 +507,15 @@ def test_a_job_cut_off_by_a_clean_shutdown_resumes_at_the_next_start(tmp_path, m
 
 
 def test_server_starts_without_the_render_stack():
-    """Start-up stays light: the API answers before PyAV, OpenCV or the pipeline are imported; the first
-    job loads them (its worker imports `run_job`)."""
+    """Start-up stays light: the API answers before OpenCV, mediapipe or the pipeline are imported; the
+    first job loads them (its worker imports `run_job`)."""
     code = (
         "import sys\n"
         "from starlette.testclient import TestClient\n"
         "from lipsync.server import create_app\n"
         "with TestClient(create_app()) as client:\n"
         "    assert client.get('/api/v1/jobs/x').status_code == 401\n"
-        "heavy = sorted({'av', 'cv2', 'mediapipe', 'lipsync.pipeline', 'lipsync.jobs.runner'} & set(sys.modules))\n"
+        "heavy = sorted({'cv2', 'mediapipe', 'lipsync.pipeline', 'lipsync.jobs.runner'} & set(sys.modules))\n"
         "print(heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -1,13 +1,17 @@
 """Media in and out: fetch inputs, probe them, decode audio/frames, write the result MP4.
 
-Names load on first use (PEP 562), so that a caller needing only `media.fetch` (the REST server, at
-start-up) does not pay for PyAV and OpenCV.
+Most names load on first use (PEP 562), so that a caller needing only `media.fetch` (the REST server,
+at start-up) does not pay for OpenCV and the writer.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING
+
+# `probe` is both a submodule and a function: once anything imports the submodule, Python binds the
+# package attribute to the module and __getattr__ is never asked. Importing it here keeps the function.
+from .probe import MediaInfo, expect_kind, probe
 
 _EXPORTS = {
     "arrange_dialogue": "audio",
@@ -16,9 +20,6 @@ _EXPORTS = {
     "loudness_normalize": "audio",
     "write_wav": "audio",
     "resolve": "fetch",
-    "MediaInfo": "probe",
-    "expect_kind": "probe",
-    "probe": "probe",
     "VideoSource": "video",
     "output_size": "video",
     "read_image": "video",
@@ -28,7 +29,6 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from .audio import arrange_dialogue, integrated_loudness, load_audio, loudness_normalize, write_wav
     from .fetch import resolve
-    from .probe import MediaInfo, expect_kind, probe
     from .video import VideoSource, output_size, read_image
     from .writer import VideoWriter
 
@@ -40,4 +40,4 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "MediaInfo", "expect_kind", "probe"])
