@@ -261,7 +261,7 @@ def generate(studio: Studio, mode: str, form: dict, *, token: Optional[str] = No
 GONE = "This job no longer exists: it was deleted from History."
 
 
-def _finished_record(job_id: str):
+def _record_if_kept(job_id: str):
     """The job's record, or None when it was deleted meanwhile (another tab, History)."""
     from ..jobs import load
 
@@ -286,7 +286,7 @@ def mirror(studio: Studio, job_id: Optional[str], api_key: Optional[str] = None,
         return None, ""
     from ..remote import HostedClient, hosted_form_state, mirror_available
 
-    record = _finished_record(job_id)
+    record = _record_if_kept(job_id)
     if record is None:
         return None, GONE
     request = parse_request(record.model, record.request)
@@ -341,7 +341,7 @@ def sync_plot(job_id: Optional[str]) -> tuple[Optional[str], str]:
 
     if not job_id:
         return None, ""
-    record = _finished_record(job_id)
+    record = _record_if_kept(job_id)
     if record is None:
         return None, GONE
     if record.status != "completed" or not record.output:
