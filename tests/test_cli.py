@@ -79,3 +79,21 @@ def test_cost_json(lipsync_home, words, media_dir):
 def test_engines_lists_builtin(lipsync_home):
     res = lipsync("engines", env_home=lipsync_home)
     assert res.returncode == 0 and res.stdout.startswith("builtin:")
+
+
+def test_local_render_path_skips_network_imports():
+    """Every CLI run pays its imports: the parser (remote commands included) and the render stack must not
+    load httpx, which only URL inputs and the hosted API need."""
+    code = (
+        "import sys\n"
+        "from lipsync.cli import build_parser\n"
+        "build_parser()\n"
+        "import lipsync.pipeline, lipsync.jobs.runner\n"
+        "from pathlib import Path\n"
+        "from lipsync.media.fetch import resolve\n"
+        "assert resolve('README.md', 'audio', Path('.')) == Path('README.md')\n"
+        "print('httpx' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"

@@ -10,11 +10,13 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    import httpx  # imported by _download: a job on local files never needs it
 
 _CHUNK = 1 << 16
 # mimetypes knows these poorly or not at all on minimal systems.
@@ -120,6 +122,8 @@ def _unique(path: Path) -> Path:
 
 
 def _download(url: str, field: str, workdir: Path, *, max_bytes: int, timeout: float, allow_private: bool) -> Path:
+    import httpx
+
     workdir.mkdir(parents=True, exist_ok=True)
 
     def check_request(request: httpx.Request) -> None:
@@ -169,6 +173,8 @@ def _download(url: str, field: str, workdir: Path, *, max_bytes: int, timeout: f
 
 
 def _short_reason(exc: Exception) -> str:
+    import httpx
+
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, httpx.ConnectError):
         text = f"connection failed ({text})"

@@ -1,7 +1,35 @@
-"""Client for the hosted Lipsync API (`HostedClient`) and helpers to mirror local jobs there."""
+"""Client for the hosted Lipsync API (`HostedClient`) and helpers to mirror local jobs there.
 
-from .client import DEFAULT_API_URL, HostedClient, RemoteError, api_base
-from .mirror import hosted_form_state, mirror_available, public_base_url, public_media_url
+Names load on first use (PEP 562): the CLI registers `lipsync remote ...` on every run, and only a remote
+command should pay for httpx.
+"""
 
-__all__ = ["DEFAULT_API_URL", "HostedClient", "RemoteError", "api_base", "hosted_form_state", "mirror_available",
-           "public_base_url", "public_media_url"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "DEFAULT_API_URL": "client",
+    "HostedClient": "client",
+    "RemoteError": "client",
+    "api_base": "client",
+    "hosted_form_state": "mirror",
+    "mirror_available": "mirror",
+    "public_base_url": "mirror",
+    "public_media_url": "mirror",
+}
+
+if TYPE_CHECKING:
+    from .client import DEFAULT_API_URL, HostedClient, RemoteError, api_base
+    from .mirror import hosted_form_state, mirror_available, public_base_url, public_media_url
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+__all__ = sorted(_EXPORTS)
