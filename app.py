@@ -36,13 +36,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def _server_app():
-    """The REST API app (/api/v1) that the UI is mounted on, and whether it serves the API."""
-    from lipsync.server import create_app
-
-    return create_app(), True
-
-
 def _startup_warnings(host: str, share: bool, auth: Optional[str]) -> list[str]:
     from lipsync.server import startup_warnings
 
@@ -50,12 +43,16 @@ def _startup_warnings(host: str, share: bool, auth: Optional[str]) -> list[str]:
 
 
 def build_app(studio, auth: Optional[str] = None):
-    """(FastAPI app with the UI mounted at "/", the Blocks, whether /api/v1 is served)."""
+    """(the REST API's FastAPI app with the UI mounted at "/", the Blocks)."""
+    from lipsync.server import create_app
+    from lipsync.ui import gradio_import
+
+    gradio_import.install()  # before Gradio's first import; see the module
     import gradio as gr
 
     from lipsync.ui.layout import CSS, build_ui, theme
 
-    app, has_api = _server_app()
+    app = create_app()
     blocks = build_ui(studio)
     # Gradio queues every event by default, one at a time per function; queue() is only needed for a size
     # limit, and it costs a rebuild of Gradio's routes at start-up.
@@ -68,7 +65,7 @@ def build_app(studio, auth: Optional[str] = None):
         run_history=False, footer_links=["settings"], ssr_mode=False, show_error=True,
         theme=theme(), css=CSS,
     )
-    return app, blocks, has_api
+    return app, blocks
 
 
 def _make_share_link(blocks, host: str, port: int) -> Optional[str]:
@@ -121,9 +118,6 @@ def _studio_server(config, blocks):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
-    from lipsync.ui import gradio_import
-
-    gradio_import.install()  # about 2.5 s off start-up; see the module
     import uvicorn
 
     from lipsync.ui.studio import Studio, on_space
@@ -131,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     studio = Studio()
     for warning in _startup_warnings(args.host, args.share, args.auth):
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    app, blocks, has_api = build_app(studio, args.auth)
+    app, blocks = build_app(studio, args.auth)
     server = _studio_server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                            timeout_graceful_shutdown=5), blocks)
 
@@ -144,9 +138,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         url = f"http://{shown}:{args.port}/"
         where = f", listening on {args.host}" if shown != args.host else ""
         print(f"Lipsync Studio is ready at {url} ({time.perf_counter() - started:.1f} s{where})", flush=True)
-        if has_api:
-            print(f"REST API: {url}api/v1 (docs at {url}api/docs; create a key with `lipsync keys create`)",
-                  flush=True)
+        print(f"REST API: {url}api/v1 (docs at {url}api/docs; create a key with `lipsync keys create`)",
+              flush=True)
         if args.share and on_space():
             print("--share is not needed on a Space: it already has a public address", flush=True)
         elif args.share:
