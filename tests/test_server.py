@@ -521,3 +521,15 @@ def test_server_starts_without_the_render_stack():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_broken_render_install_fails_the_job_with_the_reason(monkeypatch):
+    """The render stack loads with the first job: if it cannot (a broken install), that job says why."""
+    from lipsync.errors import EngineError
+    from lipsync.server import worker
+
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "lipsync.jobs.runner", None)  # what a failing import looks like
+        with pytest.raises(EngineError, match="render engine could not be loaded"):
+            worker._render_entry()
+    assert callable(worker._render_entry())

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 import numpy as np
 
+from .. import config
+
 if TYPE_CHECKING:  # engines are handed these; importing them here would load mediapipe/pocketsphinx
     from ..face import Face
     from ..speech import MouthTrack
@@ -71,7 +73,7 @@ class RenderPlan:
     style: object = None
     mask: Optional[np.ndarray] = None  # (h, w) float32 0..1, 1 = may change
     audio: Optional[np.ndarray] = None  # the output timeline's speech, mono float32 at `sample_rate` (for neural engines)
-    sample_rate: int = 16000
+    sample_rate: int = config.AUDIO_RATE
     extra: dict = field(default_factory=dict)
 
 

@@ -40,4 +40,8 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 __all__ = sorted([*_EXPORTS, "MediaInfo", "expect_kind", "probe"])

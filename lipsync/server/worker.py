@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import InputError, LipsyncError
+from ..errors import EngineError, InputError, LipsyncError
 from ..media.fetch import resolve
 from ..requests import Request, parse_request
 from . import keys, webhooks
@@ -30,6 +30,16 @@ def work_dir(home: Path, job_id: str) -> Path:
 
 def upload_dir(home: Path, job_id: str) -> Path:
     return home / "server" / "uploads" / job_id
+
+
+def _render_entry():
+    """`run_job`, imported with the first job rather than at server start (start-up stays light). A broken
+    install (say, OpenCV without a system library it needs) fails that job with the reason."""
+    try:
+        from ..jobs import run_job
+    except ImportError as exc:
+        raise EngineError(f"the render engine could not be loaded ({exc}); reinstall Lipsync Studio") from exc
+    return run_job
 
 
 class JobQueue:
@@ -88,14 +98,13 @@ class JobQueue:
         workdir = work_dir(self.home, job.id)
         started = time.perf_counter()
         try:
+            run_job = _render_entry()
             request = self._fetch_media(job, workdir)
         except LipsyncError as exc:
             record.status, record.error = "failed", str(exc)
             record.executionTime = round((time.perf_counter() - started) * 1000)
         else:
             fetch_ms = round((time.perf_counter() - started) * 1000)
-            from ..jobs import run_job  # the render stack loads with the first job, not at server start
-
             outputs = self.home / "outputs"
             outputs.mkdir(parents=True, exist_ok=True)
             record = run_job(request, out_path=outputs / f"{job.id}.mp4", cancel=self._stop.is_set, record=record)

@@ -267,7 +267,7 @@ def _record_if_kept(job_id: str):
 
     try:
         return load(job_id)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
 
 
