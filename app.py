@@ -28,8 +28,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=port, help="port for both the UI and /api/v1 (default 7860)")
     parser.add_argument("--share", action="store_true", help="also make a temporary public gradio.live link")
     parser.add_argument("--auth", default=os.environ.get("LIPSYNC_AUTH") or None, metavar="USER:PASSWORD",
-                        help="password-protect the UI (default: LIPSYNC_AUTH, which other users cannot see in `ps` as they "
-                             "can a command line); the API always needs a key")
+                        help="password-protect the UI; prefer setting LIPSYNC_AUTH (the default), as other users "
+                             "can read a command line in `ps`. The API always needs a key")
     args = parser.parse_args(argv)
     if args.auth is not None and ":" not in args.auth:
         parser.error("--auth must be USER:PASSWORD")
