@@ -7,22 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .records import JobRecord, delete, list_jobs, load, save
 
 if TYPE_CHECKING:
     from .runner import run_job
 
-
-def __getattr__(name: str):
-    if name == "run_job":
-        from .runner import run_job
-
-        return run_job
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
+__getattr__, __dir__ = lazy_exports(__name__, {"run_job": "runner"})
 
 __all__ = ["JobRecord", "delete", "list_jobs", "load", "run_job", "save"]

@@ -6,11 +6,11 @@ at start-up) does not pay for OpenCV and the writer.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
-# `probe` is both a submodule and a function: once anything imports the submodule, Python binds the
-# package attribute to the module and __getattr__ is never asked. Importing it here keeps the function.
+from ..lazy import lazy_exports
+
+# `probe` is both a submodule and a function, so it cannot be lazy (see lipsync.lazy): imported here.
 from .probe import MediaInfo, expect_kind, probe
 
 _EXPORTS = {
@@ -33,15 +33,7 @@ if TYPE_CHECKING:
     from .writer import VideoWriter
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted([*_EXPORTS, "MediaInfo", "expect_kind", "probe"])
