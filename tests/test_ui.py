@@ -138,11 +138,14 @@ def _fake_engine(monkeypatch, name: str, *, ok: bool, download: bool, options=("
 
     from lipsync import engines
     from lipsync.engines.base import Availability
+    from lipsync.models import WeightFile, WeightRepo
 
     module = types.ModuleType(f"fake_{name}")
     module.SPEC = EngineSpec(name, name.title(), "A test engine.", modes=frozenset({"lipsync-image"}),
-                             options=frozenset(options), resolutions=("480p",), needs_download=download)
-    module.availability = lambda: Availability(ok, "" if ok else "no weights")
+                             options=frozenset(options), resolutions=("480p",),
+                             weights=(WeightRepo("org/net", (WeightFile("net.bin", 1000),), "mit"),) if download else ())
+    module.availability = lambda: Availability("ready") if ok else \
+        Availability("download" if download else "unavailable", "no weights")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(engines.KNOWN_ENGINES, name, module.__name__)
 

@@ -13,11 +13,12 @@ An engine module provides:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Literal, Optional, Protocol
 
 import numpy as np
 
 from .. import config
+from ..models.spec import WeightRepo
 
 if TYPE_CHECKING:  # engines are handed these; importing them here would load mediapipe/pocketsphinx
     from ..face import Face
@@ -39,16 +40,37 @@ class EngineSpec:
     options: frozenset[str]
     resolutions: tuple[str, ...] = ("480p", "720p")
     prompt_words: tuple[str, ...] = ()
-    needs_download: bool = False
+    # Weights from the Hugging Face Hub (none for the built-in engine), and the licence of the engine's code.
+    weights: tuple[WeightRepo, ...] = ()
+    code_licence: str = "Apache-2.0"
+    hardware: str = "any CPU"
+    # Frames the pipeline hands the renderer at once, and whether it may call it from several threads.
+    batch_size: int = 1
+    parallel: bool = False
+
+    @property
+    def needs_download(self) -> bool:
+        return bool(self.weights)
 
     def supports(self, option: str) -> bool:
         return option in self.options
 
 
+AvailabilityState = Literal["ready", "download", "unavailable"]
+
+
 @dataclass(frozen=True)
 class Availability:
-    ok: bool
-    reason: str = ""
+    """Can the engine run here: ready; needs a download (what, how big); or unavailable (why)."""
+
+    state: AvailabilityState
+    reason: str = ""  # why unavailable, or what the download is, in one line
+    missing: tuple[str, ...] = ()  # "repo_id/path" of each file still to download
+    download_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ready"
 
 
 @dataclass

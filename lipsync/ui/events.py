@@ -67,7 +67,7 @@ def engine_choices() -> list[tuple[str, str]]:
             continue
         if available.ok:
             choices.append((engine.SPEC.title, name))
-        elif engine.SPEC.needs_download:
+        elif available.state == "download":
             choices.append((f"{engine.SPEC.title} (downloads on first use)", name))
     return choices
 
@@ -549,7 +549,7 @@ def engines_rows() -> list[list]:
             rows.append([name, "", f"broken: {exc}", "", ""])
             continue
         spec = engine.SPEC
-        state = "ready" if available.ok else ("downloads on first use" if spec.needs_download else available.reason)
+        state = {"ready": "ready", "download": "downloads on first use"}.get(available.state, available.reason)
         modes = ", ".join(TITLES[forms.MODE_OF[m]] for m in sorted(spec.modes) if m in forms.MODE_OF)
         rows.append([spec.title, state, modes, ", ".join(sorted(spec.options)), ", ".join(spec.resolutions)])
     return rows

@@ -35,7 +35,7 @@ CACHE_SIZE = 256
 
 
 def availability() -> Availability:
-    return Availability(True)
+    return Availability("ready")
 
 
 def load(progress: Optional[Progress] = None) -> None:
