@@ -35,7 +35,7 @@ from ..jobs.records import JobRecord
 from ..media.addresses import check_public  # the same address rules the download applies
 from ..requests import ImageRequest, MultiRequest, VideoRequest, parse_request
 from . import keys
-from .body import read_submission
+from .body import discard_rest, read_submission
 from .db import DatabaseCorrupt, open_database, server_secret
 from .errors import ApiError, error_body
 from .links import API_PREFIX, public_job, shared_file, signed_link_ok
@@ -191,6 +191,11 @@ def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path
                 job = await run_in_threadpool(_new_job, model, job_id, form_state, webhook, uploads, key,
                                               base_url(request), settings)
                 await run_in_threadpool(store.add, job)
+            except ApiError as exc:
+                shutil.rmtree(folder, ignore_errors=True)
+                if exc.status == 413 and not await discard_rest(request):
+                    exc.headers = {**(exc.headers or {}), "Connection": "close"}  # read no more of it
+                raise
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise

@@ -26,6 +26,9 @@ from .errors import ApiError
 MAX_JSON_BYTES = 1 << 20  # a JSON or urlencoded body; each text part of a multipart body
 MAX_DEPTH = 32  # nesting of JSON values: formState is flat, a face box is a list
 MAX_PARTS = 50
+# After a 413, this much more of the body is read and thrown away, so that a client that overshot a
+# little gets the answer on a clean connection; a longer body gets the answer and a closed connection.
+DISCARD_BYTES = 8 << 20
 _HELP = '{"webhook"?: url, "formState": {...}}'
 
 Submission = tuple[dict, Optional[str], dict[str, str]]  # formState, webhook, {field: uploaded file}
@@ -74,6 +77,19 @@ async def _read_capped(request: Request) -> bytes:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def discard_rest(request: Request) -> bool:
+    """Read and drop what is left of the body, up to DISCARD_BYTES; True if it ended within that."""
+    size = 0
+    while size <= DISCARD_BYTES:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            return False  # the client went away
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+    return False
 
 
 def parse_json(raw: bytes | str, field: str) -> Any:

@@ -93,7 +93,7 @@ class JobStore:
 
     def was_deleted(self, job: ServerJob) -> bool:
         """A finished job deleted since (from the UI's History): its record file, or its output, is gone."""
-        if job.state != "done":
+        if job.state != "done" or job.broken:
             return False
         if not (self.home / "jobs" / f"{job.id}.json").is_file():
             return True
