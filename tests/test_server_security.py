@@ -12,12 +12,10 @@ import io
 import json
 import logging
 import os
-import queue
 import signal
 import socket
 import sqlite3
 import stat
-import threading
 import time
 from contextlib import contextmanager
 from functools import partial
@@ -34,8 +32,8 @@ from lipsync.server import ServerSettings, create_app
 from lipsync.server.keys import create_key, revoke_key
 from lipsync.server.links import share_file
 from lipsync.server.store import INTERRUPTED, JobStore, ServerJob
-from lipsync.server.webhooks import SIGNATURE_HEADER, deliver, verify_signature
-from test_server import (MB, Receiver, _job_state, _start_server, free_port, media, media_url,  # noqa: F401
+from lipsync.server.webhooks import SIGNATURE_HEADER, deliver
+from test_server import (MB, Receiver, job_state, start_server, free_port, media, media_url,  # noqa: F401
                          serve_app, serve_http, static_files, wait_for)
 
 PUBLIC = "93.184.216.34"  # stands for an internet host in `net`
@@ -337,11 +335,11 @@ def test_a_revoked_keys_queued_job_is_cancelled_and_sends_nothing_unsigned(tmp_p
             key, info = create_key("to revoke", home=tmp_path)
             queued = httpx.post(f"{url}/api/v1/lipsync-image", headers={"Authorization": f"Bearer {key}"},
                                 json={"formState": image_job(media_url), "webhook": f"{hooks}/h"}).json()["id"]
-            assert _job_state(tmp_path, queued) == "queued"
+            assert job_state(tmp_path, queued) == "queued"
             assert revoke_key("to revoke", home=tmp_path)
             wait_for(client, url, busy)
             deadline = time.monotonic() + 30
-            while _job_state(tmp_path, queued) != "done":
+            while job_state(tmp_path, queued) != "done":
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             record = JobStore(tmp_path).get(queued).record
@@ -455,7 +453,7 @@ def test_a_corrupt_database_is_moved_aside_with_one_line(tmp_path, capsys):
 
     (tmp_path / "server.db").write_bytes(b"this is not a database\n" * 200)
     port = free_port()
-    proc = _start_server(tmp_path, port)
+    proc = start_server(tmp_path, port)
     try:
         log = (tmp_path / "server.log").read_text()
         assert "Traceback" not in log
@@ -516,7 +514,7 @@ def test_a_killed_servers_leftovers_are_removed_at_the_next_start(tmp_path, medi
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
     with static_files(served) as files:
-        proc = _start_server(tmp_path, port)
+        proc = start_server(tmp_path, port)
         try:
             with (media / "astronaut.png").open("rb") as image:
                 job_id = client.post(f"{url}/api/v1/lipsync-image", files={"image": image},
@@ -531,7 +529,7 @@ def test_a_killed_servers_leftovers_are_removed_at_the_next_start(tmp_path, medi
                     *(tmp_path / "outputs").glob(".*.part.mp4")]
             assert all(p.exists() for p in left)
 
-            proc = _start_server(tmp_path, port)
+            proc = start_server(tmp_path, port)
             assert not any(p.exists() for p in left), [p for p in left if p.exists()]
             job = client.get(f"{url}/api/v1/jobs/{job_id}").json()
             assert job["status"] == "failed" and job["error"] == INTERRUPTED
