@@ -16,6 +16,7 @@ import signal
 import socket
 import sqlite3
 import stat
+import threading
 import time
 from contextlib import contextmanager
 from functools import partial
@@ -592,3 +593,44 @@ def test_fuzz_every_endpoint_answers_without_500_and_errors_name_their_field(fuz
                 # Only string path parameters: nothing can violate the schema there.
                 assert mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET", (operation.path, mode)
     assert seen.get(200) and seen.get(400) and seen.get(404), seen
+
+
+def test_https_to_a_pinned_address_still_checks_the_certificate_for_the_name(tmp_path, net):
+    """The connection goes to the checked address, but SNI and the certificate check use the URL's name:
+    a certificate for media.test is accepted for media.test, and refused for another name on that address."""
+    import shutil
+    import ssl
+    import subprocess
+    from http.server import ThreadingHTTPServer
+
+    from lipsync.errors import InputError
+    from lipsync.media.addresses import PinnedTransport
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=media.test",
+                    "-addext", "subjectAltName=DNS:media.test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    (tmp_path / "a.txt").write_text("hello")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    trust = ssl.create_default_context(cafile=str(cert))
+    net.answers["media.test"] = [["127.0.0.1"]]
+    net.answers["other.test"] = [["127.0.0.1"]]
+    try:
+        with httpx.Client(transport=PinnedTransport("image", allow_private=True, verify=trust)) as client:
+            assert client.get(f"https://media.test:{port}/a.txt").text == "hello"
+            with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+                client.get(f"https://other.test:{port}/a.txt")
+        assert net.connects == [("127.0.0.1", port), ("127.0.0.1", port)]
+        with pytest.raises(InputError, match="private address"), \
+                httpx.Client(transport=PinnedTransport("image", allow_private=False, verify=trust)) as client:
+            client.get(f"https://media.test:{port}/a.txt")
+    finally:
+        server.shutdown()
+        server.server_close()

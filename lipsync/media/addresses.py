@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from typing import Union
 
 import httpx
@@ -75,11 +76,11 @@ class PinnedTransport(httpx.BaseTransport):
     """Resolve once per request (every redirect is a new request), check, connect to that address.
     Errors name `field`; with `allow_private` the addresses are pinned but not checked."""
 
-    def __init__(self, field: str, *, allow_private: bool) -> None:
+    def __init__(self, field: str, *, allow_private: bool, verify: Union[bool, ssl.SSLContext] = True) -> None:
         self.field, self.allow_private = field, allow_private
         # No keep-alive: a pooled connection is keyed by address, and one opened for another name
         # (with its own TLS name check) must never serve this one.
-        self._inner = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
+        self._inner = httpx.HTTPTransport(verify=verify, limits=httpx.Limits(max_keepalive_connections=0))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
