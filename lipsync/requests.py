@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
 
+from .engines import DEFAULT_ENGINE, KNOWN_ENGINES  # names only: no engine module is imported
 from .errors import InputError
 
 Resolution = Literal["480p", "720p"]
@@ -16,7 +17,9 @@ Order = Literal["meanwhile", "left_right", "right_left"]
 Model = Literal["lipsync-video", "lipsync-image", "lipsync-image-multi"]
 # A face chosen by its index among the detected faces (left to right, from 0), or by a box
 # (x0, y0, x1, y1) in the input image's pixels: the detected face that overlaps it most.
-FaceChoice = Union[Annotated[int, Field(ge=0)], tuple[float, float, float, float]]
+# Numbers are strict: JSON `true` is not a seed, nor "7" (form fields are converted by the server, which
+# knows they are text: see INT_FIELDS).
+FaceChoice = Union[Annotated[StrictInt, Field(ge=0)], tuple[StrictFloat, StrictFloat, StrictFloat, StrictFloat]]
 
 
 class _Options(BaseModel):
@@ -27,14 +30,21 @@ class _Options(BaseModel):
     resolution: Resolution = "480p"
     mask_image: Optional[str] = None
     prompt: Optional[str] = None
-    seed: Optional[int] = Field(default=None, ge=0, le=2**32 - 1)
+    seed: Optional[StrictInt] = Field(default=None, ge=0, le=2**32 - 1)
     # Local extras (not in the hosted formState): engine choice and transcripts for phone timing.
-    engine: str = "builtin"
+    engine: str = Field(default=DEFAULT_ENGINE, json_schema_extra={"enum": list(KNOWN_ENGINES)})
 
     @field_validator("mask_image", "prompt", mode="before")
     @classmethod
     def _blank_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in KNOWN_ENGINES:
+            raise ValueError(f"unknown engine {value!r}; available: {', '.join(KNOWN_ENGINES)}")
+        return value
 
 
 class VideoRequest(_Options):
@@ -42,7 +52,7 @@ class VideoRequest(_Options):
     video: str
     audio: str
     transcript: Optional[str] = None
-    face_index: Optional[int] = Field(default=None, ge=0)
+    face_index: Optional[StrictInt] = Field(default=None, ge=0)
 
 
 class ImageRequest(_Options):
@@ -50,7 +60,7 @@ class ImageRequest(_Options):
     image: str
     audio: str
     transcript: Optional[str] = None
-    face_index: Optional[int] = Field(default=None, ge=0)
+    face_index: Optional[StrictInt] = Field(default=None, ge=0)
 
 
 class MultiRequest(_Options):
@@ -67,6 +77,8 @@ class MultiRequest(_Options):
 
 
 Request = Union[VideoRequest, ImageRequest, MultiRequest]
+# Options that take a whole number (a face may also be a box): what a text form field may be converted to.
+INT_FIELDS = frozenset({"seed", "face_index", "left_face", "right_face"})
 
 _BY_MODEL = {
     "lipsync-video": VideoRequest,
@@ -98,6 +110,10 @@ def validation_to_input_error(exc: ValidationError) -> InputError:
         problem = f"{err.get('input')!r} is not allowed; expected {expected}"
     elif kind == "extra_forbidden":
         problem = "is not a known option"
+    elif kind == "value_error":
+        problem = str(err.get("ctx", {}).get("error", err.get("msg", "is invalid")))
+    elif kind == "int_type":
+        problem = f"{err.get('input')!r} is not allowed; expected a whole number"
     else:
         problem = err.get("msg", "is invalid")
     return InputError(field, problem)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import mimetypes
 import os
 import re
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -82,27 +80,6 @@ def _mb(n: int) -> str:
     return f"{n / (1 << 20):g}"
 
 
-def check_public(host: str, field: str) -> None:
-    """Refuse hosts that resolve to private, loopback or link-local addresses."""
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        raise InputError(field, f"could not download URL: cannot resolve host {host!r}") from None
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%")[0])
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
-        if (
-            addr.is_private
-            or addr.is_loopback
-            or addr.is_link_local
-            or addr.is_reserved
-            or addr.is_multicast
-            or addr.is_unspecified
-        ):
-            raise InputError(field, "URL points to a private address")
-
-
 def _filename(url: httpx.URL, content_type: str) -> str:
     name = unquote(url.path.rsplit("/", 1)[-1])
     # Keep names portable and harmless: letters, digits, dot, dash, underscore.
@@ -124,19 +101,18 @@ def _unique(path: Path) -> Path:
 def _download(url: str, field: str, workdir: Path, *, max_bytes: int, timeout: float, allow_private: bool) -> Path:
     import httpx
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    from .addresses import PinnedTransport
 
-    def check_request(request: httpx.Request) -> None:
-        # Runs for the first request and for every redirect target.
-        if not allow_private:
-            check_public(request.url.host, field)
-
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
     fd, tmp_name = tempfile.mkstemp(dir=workdir, prefix=".download-", suffix=".part")
     tmp = Path(tmp_name)
     try:
+        # The transport checks the address of the first request and of every redirect target, and
+        # connects to the address it checked.
+        transport = PinnedTransport(field, allow_private=allow_private)
         with os.fdopen(fd, "wb") as out, httpx.Client(
-            follow_redirects=True, timeout=timeout, event_hooks={"request": [check_request]}
+            follow_redirects=True, timeout=timeout, transport=transport
         ) as client, client.stream("GET", url) as response:
             if response.status_code >= 400:
                 reason = response.reason_phrase or ""

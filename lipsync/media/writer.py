@@ -162,6 +162,8 @@ class VideoWriter:
         rc = self._proc.wait()
         if rc != 0:
             self._fail(f"ffmpeg exited with code {rc}")
+        # Outputs are the owner's alone (ffmpeg creates files with the umask's mode, usually 0644).
+        os.chmod(self._part, 0o600)
         os.replace(self._part, self.out_path)
         self._done = True
         self._cleanup()

@@ -4,71 +4,113 @@
          → {"id": "<uuid>", "status": "processing"}
     GET  /api/v1/jobs/{id} → {id, model, status, output, error, executionTime, timings}
 
-Every request needs ``Authorization: Bearer sk_...``. Media fields take http(s) URLs; a multipart body
-may carry the files themselves (parts named after the fields, plus ``formState`` as JSON text).
+Every request needs ``Authorization: Bearer sk_...``; a job is seen only with the key that submitted it.
+Media fields take http(s) URLs; a multipart body may carry the files themselves (parts named after the
+fields, plus ``formState`` as JSON text).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
+import mimetypes
 import shutil
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Literal, Optional
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import config
 from ..errors import InputError
 from ..jobs.records import JobRecord
-from ..media.fetch import check_public  # the same address rules the download applies
-from ..requests import parse_request
+from ..media.addresses import check_public  # the same address rules the download applies
+from ..requests import ImageRequest, MultiRequest, VideoRequest, parse_request
 from . import keys
-from .db import server_secret
-from .links import API_PREFIX, file_signature, public_job, shared_file
+from .body import discard_rest, read_submission
+from .db import DatabaseCorrupt, open_database, server_secret
+from .errors import ApiError, error_body
+from .links import API_PREFIX, public_job, shared_file, signed_link_ok
 from .settings import ServerSettings
 from .store import JobStore, ServerJob
+from .throttle import AuthThrottle
 from .webhooks import check_webhook_url
 from .worker import MEDIA_FIELDS, JobQueue, upload_dir
 
 log = logging.getLogger(__name__)
-MODELS = ("lipsync-video", "lipsync-image", "lipsync-image-multi")
-MAX_JSON_BYTES = 1 << 20
-_CHUNK = 1 << 20
+REQUEST_MODELS = {"lipsync-video": VideoRequest, "lipsync-image": ImageRequest, "lipsync-image-multi": MultiRequest}
+MODELS = tuple(REQUEST_MODELS)
+# Served inline by the shared-media route; anything else is a download (an .html or .svg file shown
+# inline would run script on this origin).
+INLINE_TYPES = ("audio/", "video/", "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 
-class ApiError(Exception):
-    """An HTTP error with a JSON body: {"error": message, "field"?: name}."""
-
-    def __init__(self, status: int, message: str, field: Optional[str] = None):
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
+# -- the OpenAPI description (bodies are read by `read_submission`, under limits, not by FastAPI) --------
 
 
-def _error_body(message: str, field: Optional[str] = None) -> dict:
-    return {"error": message, **({"field": field} if field else {})}
+class Submitted(BaseModel):
+    id: str
+    status: Literal["processing"]
+
+
+class JobObject(BaseModel):
+    id: str
+    model: str
+    status: Literal["processing", "completed", "failed"]
+    output: Optional[str] = None
+    error: Optional[str] = None
+    executionTime: Optional[int] = None
+    timings: dict[str, int] = {}
+
+
+class ErrorBody(BaseModel):
+    error: str
+    field: Optional[str] = None
+
+
+ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in (
+    (400, "bad input; `field` names it"), (401, "missing or invalid API key"), (404, "unknown job"),
+    (413, "a body, field or upload over its size limit"), (429, "too many failed attempts: see Retry-After"),
+)}  # fmt: skip
+
+
+def _request_body(model: str) -> dict:
+    form = REQUEST_MODELS[model].model_json_schema()
+    form["properties"].pop("model", None)
+    media = [name for name in MEDIA_FIELDS if name in form["properties"]]
+    json_body = {"type": "object", "required": ["formState"],
+                 "properties": {"webhook": {"type": "string", "description": "https URL to POST the job to"},
+                                "formState": form}}
+    multipart = {"type": "object",
+                 "properties": {"formState": {"type": "string", "description": "formState as JSON text"},
+                                "webhook": {"type": "string"},
+                                **{name: {"type": "string", "format": "binary"} for name in media}}}
+    return {"required": True, "content": {"application/json": {"schema": json_body},
+                                          "multipart/form-data": {"schema": multipart}}}
 
 
 def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path] = None) -> FastAPI:
     """The API app; its lifespan starts and stops the job queue. Mount the UI on it at "/"."""
     settings = settings or ServerSettings.from_env()
-    home = Path(home) if home else config.home()
+    home = config.private_dir(Path(home) if home else config.home())
+    open_database(home)  # a corrupt server.db is moved aside, with one line saying so
     store = JobStore(home)
     queue = JobQueue(store, settings)
     secret = server_secret(home)
+    throttle = AuthThrottle(settings.auth_failures, settings.auth_failure_decay)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        queue.start()
+        await run_in_threadpool(queue.start)
         try:
             yield
         finally:
@@ -81,40 +123,81 @@ def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(_error_body(exc.message, exc.field), status_code=exc.status, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return JSONResponse(error_body(exc.message, exc.field), status_code=exc.status,
+                            headers={**headers, **(exc.headers or {})})
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError):
-        return JSONResponse(_error_body(str(exc), exc.field), status_code=400)
+        return JSONResponse(error_body(str(exc), exc.field), status_code=400)
+
+    @app.exception_handler(DatabaseCorrupt)
+    async def _database_error(request: Request, exc: DatabaseCorrupt):
+        log.error("%s", exc)
+        return JSONResponse(error_body("the server's database is damaged; its owner has been told"), status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        err = exc.errors()[0] if exc.errors() else {}
+        field = str(err.get("loc", ("request",))[-1])
+        return JSONResponse(error_body(f"{field}: {err.get('msg', 'is invalid')}", field), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         if request.url.path.startswith(API_PREFIX):
-            return JSONResponse(_error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+            return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
         return await http_exception_handler(request, exc)
 
     def base_url(request: Request) -> str:
         return settings.public_url or str(request.base_url).rstrip("/")
 
-    def require_key(request: Request) -> keys.KeyInfo:
-        info = keys.verify_key(_bearer(request), home=home)
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def throttled(request: Request) -> None:
+        """429 for a client that failed too often, before its credentials are even looked at."""
+        retry = throttle.retry_after(client_of(request))
+        if retry is not None:
+            raise ApiError(429, f"too many failed attempts from this address; retry in {retry} s",
+                           headers={"Retry-After": str(retry)})
+
+    bearer = HTTPBearer(auto_error=False, description="an API key: `lipsync keys create`")
+
+    def require_key(request: Request,
+                    credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)) -> keys.KeyInfo:
+        throttled(request)
+        info = keys.verify_key(credentials.credentials if credentials else None, home=home)
         if info is None:
+            throttle.failed(client_of(request))
             raise ApiError(401, "missing or invalid API key: send Authorization: Bearer sk_...")
         return info
 
-    api = APIRouter(prefix=API_PREFIX)
+    def owned_job(job_id: str, key: keys.KeyInfo) -> ServerJob:
+        """The job if `key` submitted it; another key's job reads as unknown, as it would to a stranger."""
+        job = store.get(job_id)
+        if job is None or job.key_id != key.id:
+            raise ApiError(404, f"job {job_id} not found")
+        return job
+
+    api = APIRouter(prefix=API_PREFIX, responses=ERRORS)
 
     def submit_route(model: str):
         async def submit(request: Request, key: keys.KeyInfo = Depends(require_key)) -> dict:
             job_id = str(uuid.uuid4())
+            folder = upload_dir(home, job_id)
             try:
-                form_state, webhook, uploads = await _read_body(request, job_id, home, settings.max_media_bytes)
+                form_state, webhook, uploads = await read_submission(request, folder, MEDIA_FIELDS,
+                                                                     settings.max_media_bytes)
                 job = await run_in_threadpool(_new_job, model, job_id, form_state, webhook, uploads, key,
                                               base_url(request), settings)
                 await run_in_threadpool(store.add, job)
+            except ApiError as exc:
+                shutil.rmtree(folder, ignore_errors=True)
+                if exc.status == 413 and not await discard_rest(request):
+                    exc.headers = {**(exc.headers or {}), "Connection": "close"}  # read no more of it
+                raise
             except BaseException:
-                shutil.rmtree(upload_dir(home, job_id), ignore_errors=True)
+                shutil.rmtree(folder, ignore_errors=True)
                 raise
             queue.notify()
             return {"id": job.id, "status": "processing"}
@@ -123,113 +206,59 @@ def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path
         return submit
 
     for model in MODELS:
-        api.add_api_route(f"/{model}", submit_route(model), methods=["POST"], summary=f"Submit a {model} job")
+        api.add_api_route(f"/{model}", submit_route(model), methods=["POST"], summary=f"Submit a {model} job",
+                          responses={200: {"model": Submitted}}, openapi_extra={"requestBody": _request_body(model)})
 
-    @api.get("/jobs/{job_id}", summary="Job status and result")
+    @api.get("/jobs/{job_id}", summary="Job status and result", responses={200: {"model": JobObject}})
     def get_job(job_id: str, request: Request, key: keys.KeyInfo = Depends(require_key)) -> dict:
-        job = store.get(job_id)
-        if job is None:
-            raise ApiError(404, f"job {job_id} not found")
-        return public_job(job, base_url(request), secret)
+        job = owned_job(job_id, key)
+        if store.was_deleted(job):
+            raise ApiError(404, f"job {job_id} no longer exists: it was deleted")
+        return public_job(job, base_url(request), secret, settings.link_ttl)
 
-    app.include_router(api)
-
-    # Downloads authenticate with a key or with the signature in the link, so that `output` URLs work in
-    # a browser or any HTTP client, as the hosted API's do.
-    @app.get(f"{API_PREFIX}/files/{{name}}", include_in_schema=False)
-    def get_file(name: str, request: Request, sig: str = ""):
-        signed = bool(sig) and hmac.compare_digest(sig.encode(), file_signature(secret, name).encode())
-        if not signed and keys.verify_key(_bearer(request), home=home) is None:
-            raise ApiError(401, "missing or invalid API key or link signature")
-        job = store.get(name.removesuffix(".mp4")) if name.endswith(".mp4") else None
+    # Downloads authenticate with the owner's key or with the signature in the link, so that `output`
+    # URLs work in a browser or any HTTP client, as the hosted API's do; a link expires after link_ttl.
+    @api.get("/files/{name}", summary="Download an output (its signed link, or the owner's key)",
+             responses={200: {"content": {"video/mp4": {}}, "description": "the MP4"}})
+    def get_file(name: str, request: Request, exp: str = "", sig: str = ""):
+        throttled(request)
+        job_id = name.removesuffix(".mp4") if name.endswith(".mp4") else ""
+        if not signed_link_ok(secret, name, exp, sig):
+            key = keys.verify_key(_bearer(request), home=home)
+            if key is None:
+                throttle.failed(client_of(request))
+                raise ApiError(401, "missing or invalid API key, or the link expired: GET /api/v1/jobs/{id} "
+                                    "gives a fresh one")
+            owned_job(job_id, key)
+        job = store.get(job_id) if job_id else None
         if job is None or job.record.status != "completed" or not job.record.output \
                 or not Path(job.record.output).is_file():
             raise ApiError(404, "file not found")
         return FileResponse(job.record.output, media_type="video/mp4", filename=name,
-                            content_disposition_type="inline")
+                            content_disposition_type="inline", headers=NOSNIFF)
 
-    @app.get(f"{API_PREFIX}/media/{{token}}/{{name}}", include_in_schema=False)
-    def get_shared(token: str, name: str):
+    @api.get("/media/{token}/{name}", summary="A file the studio shares for a while (the token is the permission)")
+    def get_shared(token: str, name: str, request: Request):
+        throttled(request)
         path = shared_file(token, home=home)
         if path is None:
+            throttle.failed(client_of(request))
             raise ApiError(404, "file not found or link expired")
-        return FileResponse(path, filename=name, content_disposition_type="inline")
+        # The type comes from the file itself, never from the name in the URL.
+        media_type = mimetypes.guess_type(path.name)[0] or ""
+        if media_type.startswith(INLINE_TYPES):
+            return FileResponse(path, media_type=media_type, filename=path.name, content_disposition_type="inline",
+                                headers=NOSNIFF)
+        return FileResponse(path, media_type="application/octet-stream", filename=path.name,
+                            content_disposition_type="attachment", headers=NOSNIFF)
 
+    app.include_router(api)
     return app
 
 
 def _bearer(request: Request) -> Optional[str]:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" else None
-
-
-async def _read_body(request: Request, job_id: str, home: Path, max_bytes: int) -> tuple[dict, Optional[str], dict]:
-    """formState, webhook and uploaded files (saved under the job's upload folder) from JSON or multipart."""
-    content_type = request.headers.get("content-type", "").lower()
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return await _read_form(request, job_id, home, max_bytes)
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_JSON_BYTES:
-        raise ApiError(413, "body: JSON body is too large; send media as URLs or multipart uploads", "body")
-    raw = await request.body()
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError:
-        raise ApiError(400, "body: is not valid JSON", "body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, 'body: expected a JSON object {"webhook"?: url, "formState": {...}}', "body")
-    form_state = body.get("formState")
-    if form_state is None:
-        raise ApiError(400, "formState: is required", "formState")
-    if not isinstance(form_state, dict):
-        raise ApiError(400, "formState: must be a JSON object", "formState")
-    webhook = body.get("webhook")
-    if webhook is not None and not isinstance(webhook, str):
-        raise ApiError(400, "webhook: must be a URL string", "webhook")
-    return form_state, webhook, {}
-
-
-async def _read_form(request: Request, job_id: str, home: Path, max_bytes: int) -> tuple[dict, Optional[str], dict]:
-    form_state: dict[str, Any] = {}
-    webhook, uploads = None, {}
-    async with request.form(max_files=len(MEDIA_FIELDS), max_fields=50) as form:
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if name not in MEDIA_FIELDS:
-                    raise ApiError(400, f"{name}: is not a media field ({', '.join(MEDIA_FIELDS)})", name)
-                uploads[name] = str(await _save_upload(value, name, upload_dir(home, job_id), max_bytes))
-            elif name == "formState":
-                try:
-                    parsed = json.loads(value)
-                except ValueError:
-                    raise ApiError(400, "formState: is not valid JSON", "formState") from None
-                if not isinstance(parsed, dict):
-                    raise ApiError(400, "formState: must be a JSON object", "formState")
-                form_state.update(parsed)
-            elif name == "webhook":
-                webhook = value or None
-            else:
-                form_state[name] = value  # plain fields (resolution=720p); pydantic converts "7" to 7
-    form_state.update(uploads)
-    return form_state, webhook, uploads
-
-
-async def _save_upload(upload: UploadFile, field: str, folder: Path, max_bytes: int) -> Path:
-    if upload.size is not None and upload.size > max_bytes:
-        raise ApiError(413, f"{field}: upload is larger than {max_bytes / (1 << 20):g} MB", field)
-    folder.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(c for c in Path(upload.filename or "").suffix[:10] if c.isalnum() or c == ".")
-    path = folder / f"{field}{suffix}"
-    size = 0
-    with path.open("wb") as out:
-        while chunk := await upload.read(_CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise ApiError(413, f"{field}: upload is larger than {max_bytes / (1 << 20):g} MB", field)
-            out.write(chunk)
-    if size == 0:
-        raise ApiError(400, f"{field}: uploaded file is empty", field)
-    return path
 
 
 def _new_job(model: str, job_id: str, form_state: dict, webhook: Optional[str], uploads: dict,
@@ -240,11 +269,15 @@ def _new_job(model: str, job_id: str, form_state: dict, webhook: Optional[str], 
         value = form_state.get(field)
         if field in uploads or not isinstance(value, str) or not value.strip():
             continue
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(value.strip())
+            hostname = parts.hostname
+        except ValueError:
+            raise InputError(field, "is not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not hostname:
             raise InputError(field, "must be an http(s) URL or a file uploaded with the request (multipart)")
         if not settings.allow_private_urls:
-            check_public(parts.hostname, field)
+            check_public(hostname, field)
     request = parse_request(model, form_state)
     record = JobRecord(id=job_id, model=model, request=request.model_dump(exclude_none=True))
     return ServerJob(record=record, form_state=form_state, base_url=base, uploads=uploads, webhook=webhook,

@@ -1,4 +1,4 @@
-"""URLs this server hands out: signed links to outputs, and the public job object that carries them."""
+"""URLs this server hands out: signed, expiring links to outputs, and the public job object that carries them."""
 
 from __future__ import annotations
 
@@ -17,21 +17,31 @@ from .store import ServerJob
 API_PREFIX = "/api/v1"
 
 
-def file_signature(secret: str, name: str) -> str:
-    return hmac.new(secret.encode(), f"file:{name}".encode(), hashlib.sha256).hexdigest()[:32]
+def file_signature(secret: str, name: str, expires: int) -> str:
+    return hmac.new(secret.encode(), f"file:{name}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def output_url(base_url: str, job_id: str, secret: str) -> str:
+def output_url(base_url: str, job_id: str, secret: str, ttl: float) -> str:
     """A download link that works without the Authorization header (like the hosted API's output URLs),
-    because it is signed: knowing a job id alone is not enough."""
+    because it is signed: knowing a job id alone is not enough. It works for `ttl` seconds."""
     name = f"{job_id}.mp4"
-    return f"{base_url.rstrip('/')}{API_PREFIX}/files/{name}?sig={file_signature(secret, name)}"
+    expires = int(time.time() + ttl)
+    return f"{base_url.rstrip('/')}{API_PREFIX}/files/{name}?exp={expires}&sig={file_signature(secret, name, expires)}"
 
 
-def public_job(job: ServerJob, base_url: str, secret: str) -> dict:
-    """The hosted API's job object, with `output` a URL instead of a local path."""
+def signed_link_ok(secret: str, name: str, exp: str, sig: str) -> bool:
+    """True if `sig` signs `name` until `exp` and `exp` has not passed."""
+    if not (exp.isascii() and exp.isdigit() and len(exp) <= 12 and sig):
+        return False
+    if int(exp) < time.time():
+        return False
+    return hmac.compare_digest(sig.encode(), file_signature(secret, name, int(exp)).encode())
+
+
+def public_job(job: ServerJob, base_url: str, secret: str, ttl: float) -> dict:
+    """The hosted API's job object, with `output` a fresh link instead of a local path."""
     data = job.record.public()
-    data["output"] = output_url(base_url, job.id, secret) if job.record.status == "completed" else None
+    data["output"] = output_url(base_url, job.id, secret, ttl) if job.record.status == "completed" else None
     return data
 
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import threading
 import time
 from typing import Optional
@@ -24,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..errors import InputError
+from ..media.addresses import PinnedTransport, is_public, resolve_host
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Lipsync-Signature"
@@ -53,28 +52,14 @@ def verify_signature(secret: str, body: bytes, header: str, *, tolerance: float 
     return hmac.compare_digest(sign(secret, body, timestamp), parts.get("v1", ""))
 
 
-def _is_private(host: str) -> bool:
-    """True if `host` resolves to any non-public address (loopback, private, link-local, ...)."""
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        raise InputError("webhook", f"cannot resolve host {host!r}") from None
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%")[0])
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
-        if not addr.is_global or addr.is_multicast:
-            return True
-    return False
-
-
 def check_webhook_url(url: str, *, allow_private: bool) -> str:
     """HTTPS to public hosts; with `allow_private` also private hosts, over http or https."""
     url = (url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError("webhook", "must be an https:// URL")
-    private = _is_private(parts.hostname)
+    # One resolution decides both rules; the delivery resolves again and connects only to a checked address.
+    private = not all(is_public(a) for a in resolve_host(parts.hostname, 0, "webhook", allow_private=True))
     if private and not allow_private:
         raise InputError("webhook", "URL points to a private address (set LIPSYNC_ALLOW_PRIVATE_URLS=1 to allow)")
     if parts.scheme == "http" and not private:
@@ -96,10 +81,14 @@ def deliver(url: str, job: dict, secret: Optional[str], *, attempts: int, backof
             headers[SIGNATURE_HEADER] = signature_header(secret, body)
         try:
             check_webhook_url(url, allow_private=allow_private)  # again: DNS may have changed since submission
-            response = httpx.post(url, content=body, headers=headers, timeout=timeout, follow_redirects=False)
-            if 200 <= response.status_code < 300:
+            # The transport checks the address it connects to; the answer's body is never read.
+            with httpx.Client(transport=PinnedTransport("webhook", allow_private=allow_private), timeout=timeout,
+                              follow_redirects=False) as client, \
+                    client.stream("POST", url, content=body, headers=headers) as response:
+                status = response.status_code
+            if 200 <= status < 300:
                 return True
-            reason = f"HTTP {response.status_code}"
+            reason = f"HTTP {status}"
         except InputError as exc:
             reason = str(exc)
         except httpx.HTTPError as exc:

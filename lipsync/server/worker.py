@@ -1,5 +1,8 @@
 """The job queue: worker threads take queued jobs from SQLite, fetch their media, render, store the
-result and send the webhook. One job at a time by default (a render already uses every core)."""
+result and send the webhook. One job at a time by default (a render already uses every core).
+
+Each webhook delivery has its own thread (up to `MAX_DELIVERIES` at once), so a receiver that never
+answers holds up only its own deliveries."""
 
 from __future__ import annotations
 
@@ -7,10 +10,10 @@ import logging
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .. import config
 from ..errors import EngineError, InputError, LipsyncError
 from ..media.fetch import resolve
 from ..requests import Request, parse_request
@@ -22,9 +25,13 @@ from .store import JobStore, ServerJob
 
 log = logging.getLogger(__name__)
 MEDIA_FIELDS = ("video", "image", "audio", "left_audio", "right_audio", "mask_image")
+REVOKED = "the API key that submitted this job was revoked"
+MAX_DELIVERIES = 64
+STALE_PART = 3600.0  # seconds: a partial output nobody has written to for this long is left from a crash
 
 
 def work_dir(home: Path, job_id: str) -> Path:
+    """Downloads and scratch files of a running job (made by `_run`, 0700)."""
     return home / "server" / "work" / job_id
 
 
@@ -52,13 +59,15 @@ class JobQueue:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._webhooks = None
+        self._deliveries = threading.BoundedSemaphore(MAX_DELIVERIES)
+        self._accepting = False
 
     def start(self) -> None:
         for job_id in self.store.fail_interrupted():
             log.warning("job %s was running when the server stopped: marked failed", job_id)
+        self._clean_leftovers()
         self._stop.clear()
-        self._webhooks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lipsync-webhook")
+        self._accepting = True
         for job in self.store.pending_webhooks():
             self._send_webhook(job)
         self._threads = [threading.Thread(target=self._loop, name=f"lipsync-worker-{n}", daemon=True)
@@ -71,17 +80,41 @@ class JobQueue:
         self._stop.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
+        self._accepting = False  # deliveries not yet sent stay pending and go out at the next start
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self._webhooks is not None:
-            self._webhooks.shutdown(wait=False, cancel_futures=True)
+
+    def _clean_leftovers(self) -> None:
+        """At start-up, before any worker runs: what a killed process left behind. Downloads and scratch
+        files of jobs (server/work), uploads of finished or vanished jobs, and partial outputs of server
+        jobs (or any nobody has touched for an hour: the UI and CLI write there too)."""
+        states = self.store.states()
+        shutil.rmtree(self.home / "server" / "work", ignore_errors=True)
+        uploads = self.home / "server" / "uploads"
+        for folder in uploads.glob("*") if uploads.is_dir() else ():
+            if states.get(folder.name) != "queued":
+                shutil.rmtree(folder, ignore_errors=True)
+        outputs = self.home / "outputs"
+        for part in outputs.glob(".*.part.mp4") if outputs.is_dir() else ():
+            job_id = part.name.split(".")[1]
+            try:
+                stale = time.time() - part.stat().st_mtime > STALE_PART
+            except OSError:
+                continue
+            if job_id in states or stale:
+                part.unlink(missing_ok=True)
 
     def notify(self) -> None:
         self._wake.set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            job = self.store.claim_next()
+            try:
+                job = self.store.claim_next()
+            except Exception as exc:  # noqa: BLE001 - the database is busy or damaged: say so, try again
+                log.error("job queue: cannot read the next job (%s)", exc)
+                self._stop.wait(5.0)
+                continue
             if job is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
@@ -91,22 +124,26 @@ class JobQueue:
             except Exception:  # noqa: BLE001 - keep the worker alive; the job stays visible as failed
                 log.exception("job %s: worker error", job.id)
                 job.record.status, job.record.error = "failed", "internal error in the job queue"
-                self.store.finish(job.record)
+                try:
+                    self.store.finish(job.record)
+                except Exception as exc:  # noqa: BLE001
+                    log.error("job %s: cannot store its failure (%s)", job.id, exc)
 
     def _run(self, job: ServerJob) -> None:
         record = job.record
         workdir = work_dir(self.home, job.id)
         started = time.perf_counter()
         try:
+            if job.key_id and keys.get_key(job.key_id, home=self.home) is None:
+                raise LipsyncError(REVOKED)
             run_job = _render_entry()
-            request = self._fetch_media(job, workdir)
+            request = self._fetch_media(job, config.private_dir(workdir))
         except LipsyncError as exc:
             record.status, record.error = "failed", str(exc)
             record.executionTime = round((time.perf_counter() - started) * 1000)
         else:
             fetch_ms = round((time.perf_counter() - started) * 1000)
-            outputs = self.home / "outputs"
-            outputs.mkdir(parents=True, exist_ok=True)
+            outputs = config.private_dir(self.home / "outputs")
             record = run_job(request, out_path=outputs / f"{job.id}.mp4", cancel=self._stop.is_set, record=record)
             if self._stop.is_set() and record.status == "failed":
                 # Shut down mid-render: resume at the next start rather than report a failure.
@@ -142,16 +179,24 @@ class JobQueue:
         return parse_request(job.record.model, form)
 
     def _send_webhook(self, job: ServerJob) -> None:
-        try:
-            self._webhooks.submit(self._deliver, job)
-        except (AttributeError, RuntimeError):
-            pass  # not started or shutting down: the delivery stays pending and goes out at the next start
+        if self._accepting:  # else: not started or shutting down; the delivery stays pending
+            threading.Thread(target=self._deliver, args=(job,), name=f"lipsync-webhook-{job.id[:8]}",
+                             daemon=True).start()
 
     def _deliver(self, job: ServerJob) -> None:
+        with self._deliveries:
+            if not self._stop.is_set():
+                self._deliver_now(job)
+
+    def _deliver_now(self, job: ServerJob) -> None:
         key = keys.get_key(job.key_id, home=self.home) if job.key_id else None
+        if key is None:  # never unsigned: the receiver could not tell it from a forgery
+            log.warning("webhook for job %s not sent: %s", job.id, REVOKED.replace("this job", "it"))
+            self.store.set_webhook_state(job.id, "failed")
+            return
         base = self.settings.public_url or job.base_url
-        payload = public_job(job, base, server_secret(self.home))
-        ok = webhooks.deliver(job.webhook, payload, key.webhook_secret if key else None,
+        payload = public_job(job, base, server_secret(self.home), self.settings.link_ttl)
+        ok = webhooks.deliver(job.webhook, payload, key.webhook_secret,
                               attempts=self.settings.webhook_attempts, backoff=self.settings.webhook_backoff,
                               timeout=self.settings.webhook_timeout, allow_private=self.settings.allow_private_urls,
                               stop=self._stop)
