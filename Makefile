@@ -22,7 +22,7 @@ TORCH := torch==2.13.0
 # "command:debian-package" pairs; a package is installed only when its command is missing.
 # chromium: the browser test drives Debian's chromium with Playwright (which cannot download browsers here);
 # the Debian package brings the libraries it needs.
-SYSDEPS := espeak-ng:espeak-ng sox:sox chromium:chromium
+SYSDEPS := espeak-ng:espeak-ng sox:sox chromium:chromium openssl:openssl
 
 .PHONY: install sysdeps test run bench assets
 
