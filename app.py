@@ -42,18 +42,25 @@ def _startup_warnings(host: str, share: bool, auth: Optional[str]) -> list[str]:
     return startup_warnings(host, share, auth)
 
 
-def build_app(studio, auth: Optional[str] = None):
-    """(the REST API's FastAPI app with the UI mounted at "/", the Blocks)."""
+def build_app(studio, auth: Optional[str] = None, *, host: str = "127.0.0.1", access=None):
+    """(the REST API's FastAPI app with the UI mounted at "/" behind the studio's guard, the Blocks).
+    `app.state.access` holds the owner token and the host rules."""
     from lipsync.server import create_app
     from lipsync.ui import gradio_import
 
     gradio_import.install()  # before Gradio's first import; see the module
     import gradio as gr
 
+    from lipsync.ui.access import Access, StudioGuard
     from lipsync.ui.layout import CSS, build_ui, theme
+    from lipsync.ui.studio import env_public_url
 
+    # Gradio's upload cache in the private data folder, not the machine-wide /tmp/gradio; Gradio reads
+    # the variable when the Blocks and its routes are made.
+    os.environ["GRADIO_TEMP_DIR"] = str(studio.upload_dir)
+    access = access or Access(bind_host=host, auth=bool(auth), public_urls=lambda: (studio.public_url, env_public_url()))
     app = create_app()
-    blocks = build_ui(studio)
+    blocks = build_ui(studio, access)
     # Gradio queues every event by default, one at a time per function; queue() is only needed for a size
     # limit, and it costs a rebuild of Gradio's routes at start-up.
     if studio.limits.queue_size is not None:
@@ -65,6 +72,12 @@ def build_app(studio, auth: Optional[str] = None):
         run_history=False, footer_links=["settings"], ssr_mode=False, show_error=True,
         theme=theme(), css=CSS,
     )
+    # Gradio checks that a file path sent by a browser is one it saved from an upload only once the Blocks
+    # "has launched", which mount_gradio_app never sets: without this, a hand-made request could name any
+    # file on disk as an input.
+    blocks.has_launched = True
+    app.add_middleware(StudioGuard, access=access)
+    app.state.access = access
     return app, blocks
 
 
@@ -125,9 +138,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     studio = Studio()
     for warning in _startup_warnings(args.host, args.share, args.auth):
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    app, blocks = build_app(studio, args.auth)
+    app, blocks = build_app(studio, args.auth, host=args.host)
+    access = app.state.access
+    # proxy_headers off: X-Forwarded-For must not let a client pick the address the login brake counts.
     server = _studio_server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                           timeout_graceful_shutdown=5), blocks)
+                                           timeout_graceful_shutdown=5, proxy_headers=False), blocks)
 
     def announce() -> None:
         while not server.started:
@@ -137,7 +152,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         url = f"http://{shown}:{args.port}/"
         where = f", listening on {args.host}" if shown != args.host else ""
-        print(f"Lipsync Studio is ready at {url} ({time.perf_counter() - started:.1f} s{where})", flush=True)
+        print(f"Lipsync Studio is ready at {access.owner_url(url)} ({time.perf_counter() - started:.1f} s{where})",
+              flush=True)
+        if not args.auth:
+            print("  Open that address to use the studio as its owner (API keys, presets, every job); anyone "
+                  "who opens the plain address is a visitor who sees only their own jobs.", flush=True)
         print(f"REST API: {url}api/v1 (docs at {url}api/docs; create a key with `lipsync keys create`)",
               flush=True)
         if args.share and on_space():

@@ -23,6 +23,10 @@ class EngineError(LipsyncError):
     """An engine cannot run (missing weights, unsupported option, ...)."""
 
 
+class NotAllowed(LipsyncError):
+    """This user may not do that (a studio visitor managing keys, another session's job)."""
+
+
 class Cancelled(LipsyncError):
     """The user cancelled the job."""
 

@@ -363,7 +363,7 @@ def test_app_serves_ui_and_api_on_one_port():
         app.parse_args(["--auth", "no-colon"])
 
     server, blocks = app.build_app(Studio(limits=Limits()))
-    with TestClient(server) as client:
+    with TestClient(server, base_url="http://127.0.0.1:7860") as client:
         assert client.get("/").status_code == 200
         ui = client.get("/config").json()
         labels = {c["props"].get("label") for c in ui["components"]}

@@ -36,6 +36,9 @@ class JobRecord(BaseModel):
     credits: Optional[int] = None
     warnings: list[str] = Field(default_factory=list)
     ignoredPromptWords: list[str] = Field(default_factory=list)
+    # The studio browser session that made the job (a hash); None for REST and CLI jobs. Visitors of a
+    # shared studio see only their own session's jobs.
+    session: Optional[str] = None
 
     def public(self) -> dict[str, Any]:
         """Exactly the hosted API's job object."""

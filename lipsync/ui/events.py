@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,9 +17,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .. import config
-from ..errors import Cancelled, InputError, LipsyncError
+from ..errors import Cancelled, InputError, LipsyncError, NotAllowed
 from . import forms
-from .forms import FIELDS, MODEL, TITLES, blank
+from .access import OWNER, Viewer
+from .forms import FIELDS, MODEL, TITLES, Roots, blank
 from .studio import Studio
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,10 @@ VIDEO_STAGE_LABELS = {**STAGE_LABELS, "render": "Tracking faces and rendering"}
 # -- live cost -------------------------------------------------------------------------------------
 
 
-def cost_text(mode: str, form: dict) -> str:
+def cost_text(mode: str, form: dict, roots: Roots = None) -> str:
     """The hosted price of this form with the rule that applied, as Markdown; a hint while media is missing."""
     try:
-        q = forms.quote(mode, form)
+        q = forms.quote(mode, form, roots)
     except InputError as exc:
         return f"⚠ **{exc.field}**: {exc.problem}"
     except ValueError as exc:  # a bad order or resolution value
@@ -127,10 +129,13 @@ def preset_choices() -> list[str]:
 
 
 def apply_preset(mode: str, name: Optional[str]) -> dict:
-    """The option values a preset sets, by form field; a description to show."""
+    """The option values a preset sets, by form field; a description to show. By name only: the menu
+    takes typed values, and a name must never be opened as a path."""
     from ..presets import load_preset
 
-    preset = load_preset(name)
+    if blank(name) or any(c in name for c in "/\\") or name.strip().startswith(".") or name.endswith(".json"):
+        raise InputError("preset", "pick a preset by its name")
+    preset = load_preset(name.strip())
     options = preset.options(MODEL[mode])
     values = {key: options.get(key) for key in ("resolution", "engine", "prompt", "seed", "mask_image")}
     values["prompt"] = values["prompt"] or ""
@@ -140,13 +145,16 @@ def apply_preset(mode: str, name: Optional[str]) -> dict:
     return values
 
 
-def save_preset(mode: str, name: str, form: dict) -> str:
-    """Save the form's options as a user preset; returns a confirmation line."""
+def save_preset(mode: str, name: str, form: dict, viewer: Viewer = OWNER, roots: Roots = None) -> str:
+    """Save the form's options as a user preset (the owner only: presets are every user's menu);
+    returns a confirmation line."""
     from pydantic import ValidationError
 
     from ..presets import Preset, save_preset as _save
     from ..requests import validation_to_input_error
 
+    if not viewer.owner:
+        raise NotAllowed("only the studio's owner can save presets")
     if blank(name):
         raise InputError("preset_name", "give the preset a name")
     try:
@@ -154,6 +162,8 @@ def save_preset(mode: str, name: str, form: dict) -> str:
     except (TypeError, ValueError):
         raise InputError("seed", "must be a whole number") from None
     mask = form.get("mask_image")
+    if not blank(mask):
+        forms.check_source(mask, "mask_image", roots)
     try:
         preset = Preset(
             name=name.strip(), description=f"Saved from the {TITLES[mode]} tab.",
@@ -181,13 +191,17 @@ class FacesView:
     note: str
 
 
-def dialogue_faces(image: Optional[str], resolution: Optional[str], mask_image: Optional[str]) -> FacesView:
+def dialogue_faces(image: Optional[str], resolution: Optional[str], mask_image: Optional[str],
+                   roots: Roots = None) -> FacesView:
     """Detect the faces of a dialogue image and mark the default speakers L and R."""
     from .faces import preview
 
     if blank(image):
         return FacesView(None, [], None, None, "Upload an image with two people to see who speaks.")
     try:
+        forms.check_source(image, "image", roots)
+        if not blank(mask_image):
+            forms.check_source(mask_image, "mask_image", roots)
         result = preview(image, resolution or "480p", mask_image or None)
     except InputError as exc:
         return FacesView(None, [], None, None, f"⚠ **{exc.field}**: {exc.problem}")
@@ -198,11 +212,13 @@ def dialogue_faces(image: Optional[str], resolution: Optional[str], mask_image: 
                      f"or those the mask covers most).{extra}")
 
 
-def redraw_faces(image: Optional[str], resolution: Optional[str], boxes: list, left, right) -> object:
+def redraw_faces(image: Optional[str], resolution: Optional[str], boxes: list, left, right,
+                 roots: Roots = None) -> object:
     from .faces import redraw
 
     if blank(image) or not boxes:
         return None
+    forms.check_source(image, "image", roots)
     return redraw(image, resolution or "480p", boxes, forms.as_int(left), forms.as_int(right))
 
 
@@ -233,21 +249,26 @@ class JobResult:
 
 
 def generate(studio: Studio, mode: str, form: dict, *, token: Optional[str] = None,
-             progress: Optional[Callable[[float, str], None]] = None) -> JobResult:
-    """Render one job locally. Raises LipsyncError (Cancelled when the user stopped it) for the user."""
-    from ..jobs import run_job
+             progress: Optional[Callable[[float, str], None]] = None, viewer: Viewer = OWNER,
+             roots: Roots = None) -> JobResult:
+    """Render one job locally, recorded under the viewer's session. Raises LipsyncError (Cancelled when
+    the user stopped it) for the user. `roots`: where the form's files must be (the UI passes the
+    upload cache and the examples)."""
+    from ..jobs import JobRecord, run_job
 
     sink = progress or (lambda fraction, stage: None)
     if studio.cancelled(token):
         studio.finish(token)
         raise Cancelled("cancelled before it started")
-    problems = forms.check_form(mode, form, studio.limits, engine_spec(form.get("engine")))
+    problems = forms.check_form(mode, form, studio.limits, engine_spec(form.get("engine")), roots)
     if problems:
         field, problem = next(iter(problems.items()))
         raise InputError(field, problem)
-    request = forms.to_request(mode, form)
+    request = forms.to_request(mode, form, roots=roots)
+    record = JobRecord(model=request.model, request=request.model_dump(exclude_none=True), session=viewer.session)
     try:
-        record = run_job(request, progress=ProgressReporter(sink, mode), cancel=lambda: studio.cancelled(token))
+        record = run_job(request, progress=ProgressReporter(sink, mode), cancel=lambda: studio.cancelled(token),
+                         record=record)
         cancelled = studio.cancelled(token)
     finally:
         studio.finish(token)
@@ -259,16 +280,21 @@ def generate(studio: Studio, mode: str, form: dict, *, token: Optional[str] = No
 
 
 GONE = "This job no longer exists: it was deleted from History."
+_JOB_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")  # job ids name files: nothing path-like gets through
 
 
-def _record_if_kept(job_id: str):
-    """The job's record, or None when it was deleted meanwhile (another tab, History)."""
+def _record_if_kept(job_id: str, viewer: Viewer = OWNER):
+    """The job's record, or None when it was deleted meanwhile (another tab, History) or is not this
+    viewer's to see (which looks the same from outside)."""
     from ..jobs import load
 
-    try:
-        return load(job_id)
-    except FileNotFoundError:
+    if not _JOB_ID.fullmatch(str(job_id)):
         return None
+    try:
+        record = load(job_id)
+    except (OSError, ValueError):
+        return None
+    return record if viewer.may_see(record) else None
 
 
 def hosted_path(output: str | Path) -> Path:
@@ -277,7 +303,8 @@ def hosted_path(output: str | Path) -> Path:
 
 
 def mirror(studio: Studio, job_id: Optional[str], api_key: Optional[str] = None, api_url: Optional[str] = None,
-           progress: Optional[Callable[[float, str], None]] = None) -> tuple[Optional[str], str]:
+           progress: Optional[Callable[[float, str], None]] = None,
+           viewer: Viewer = OWNER) -> tuple[Optional[str], str]:
     """Run a finished local job again on the hosted API: (the hosted video or None, a comparison or the
     reason it could not run). Local files go out as public URLs; with none, it says so and sends nothing."""
     from ..requests import parse_request
@@ -286,7 +313,7 @@ def mirror(studio: Studio, job_id: Optional[str], api_key: Optional[str] = None,
         return None, ""
     from ..remote import HostedClient, hosted_form_state, mirror_available
 
-    record = _record_if_kept(job_id)
+    record = _record_if_kept(job_id, viewer)
     if record is None:
         return None, GONE
     request = parse_request(record.model, record.request)
@@ -334,14 +361,14 @@ def job_summary(record) -> str:
 # -- sync report -----------------------------------------------------------------------------------
 
 
-def sync_plot(job_id: Optional[str]) -> tuple[Optional[str], str]:
+def sync_plot(job_id: Optional[str], viewer: Viewer = OWNER) -> tuple[Optional[str], str]:
     """The sync report of a finished job: (PNG path, Markdown summary). Dialogue measures each speaker
     against their own track on the output's timeline."""
     from ..quality import sync_report
 
     if not job_id:
         return None, ""
-    record = _record_if_kept(job_id)
+    record = _record_if_kept(job_id, viewer)
     if record is None:
         return None, GONE
     if record.status != "completed" or not record.output:
@@ -418,12 +445,13 @@ HISTORY_HEADERS = ["When", "Job", "Status", "Inputs", "Settings", "Duration (s)"
                    "Output"]
 
 
-def history_rows() -> tuple[list[list], list[str]]:
-    """Past jobs, newest first, as table rows and their ids (kept across restarts under LIPSYNC_HOME)."""
+def history_rows(viewer: Viewer = OWNER) -> tuple[list[list], list[str]]:
+    """Past jobs the viewer may see (the owner: all, REST jobs too; a visitor: their session's), newest
+    first, as table rows and their ids (kept across restarts under LIPSYNC_HOME)."""
     from ..jobs import list_jobs
 
     rows, ids = [], []
-    for record in list_jobs():
+    for record in (r for r in list_jobs() if viewer.may_see(r)):
         req = record.request
         mode = forms.MODE_OF.get(record.model, "")
         inputs = [Path(str(req[k])).name for k in ("video", "image", "audio", "left_audio", "right_audio") if req.get(k)]
@@ -447,28 +475,31 @@ def history_rows() -> tuple[list[list], list[str]]:
     return rows, ids
 
 
-def history_detail(job_id: Optional[str]) -> tuple[Optional[str], str]:
+def history_detail(job_id: Optional[str], viewer: Viewer = OWNER) -> tuple[Optional[str], str]:
     """(output video if it still exists, the job record as pretty JSON)."""
-    from ..jobs import load
-
     if not job_id:
         return None, ""
-    try:
-        record = load(job_id)
-    except (OSError, ValueError):
+    record = _record_if_kept(job_id, viewer)
+    if record is None:
         return None, f"Job {job_id} no longer exists."
     video = record.output if record.output and Path(record.output).is_file() else None
-    return video, json.dumps(record.model_dump(), indent=2, default=str)
+    return video, json.dumps(record.model_dump(exclude={"session"}), indent=2, default=str)
 
 
-def history_delete(job_id: Optional[str]) -> str:
-    from ..jobs import delete, load
+def job_output(job_id: Optional[str], viewer: Viewer = OWNER) -> Optional[str]:
+    """The output path of a job the viewer may see, else None."""
+    record = _record_if_kept(job_id, viewer) if job_id else None
+    return record.output if record is not None else None
+
+
+def history_delete(job_id: Optional[str], viewer: Viewer = OWNER) -> str:
+    """Delete a job the viewer may see: a visitor their own, the owner any."""
+    from ..jobs import delete
 
     if not job_id:
         raise InputError("job", "select a job in the table first")
-    try:
-        record = load(job_id)
-    except (OSError, ValueError):
+    record = _record_if_kept(job_id, viewer)
+    if record is None:
         return "Already deleted."
     if record.output:
         # The sync plot and the hosted result sit beside the output; jobs.delete removes the video itself.
@@ -488,13 +519,13 @@ class Reopened:
     missing: list[str]  # inputs that no longer exist
 
 
-def reopen(job_id: Optional[str]) -> Reopened:
+def reopen(job_id: Optional[str], viewer: Viewer = OWNER) -> Reopened:
     """A stored job, ready to be shown again in its tab."""
-    from ..jobs import load
-
     if not job_id:
         raise InputError("job", "select a job in the table first")
-    record = load(job_id)
+    record = _record_if_kept(job_id, viewer)
+    if record is None:
+        raise InputError("job", GONE)
     mode, form = forms.form_from_request(record.request)
     files = [name for name in form if (name in forms.MEDIA[mode] or name == "mask_image") and form[name]]
     missing = [name for name in files
@@ -510,23 +541,39 @@ def reopen(job_id: Optional[str]) -> Reopened:
 # -- settings --------------------------------------------------------------------------------------
 
 
-def api_keys_rows() -> list[list]:
+def api_keys_rows(viewer: Viewer = OWNER) -> list[list]:
     from ..server import keys
+
+    if not viewer.owner:
+        return []
 
     return [[k.prefix, k.name or "", k.created] for k in keys.list_keys()]
 
 
-def create_api_key(name: Optional[str]) -> tuple[str, str]:
-    """(the new key, shown once; a message)."""
+KEYS_FOR_VISITORS = ("Only the studio's owner manages this app's REST API keys. On the machine that runs the "
+                     "studio: `lipsync keys create NAME`, `lipsync keys list`, `lipsync keys revoke PREFIX`.")
+
+
+def _owner_only(viewer: Viewer, what: str) -> None:
+    if not viewer.owner:
+        raise NotAllowed(f"only the studio's owner can {what}")
+
+
+def create_api_key(name: Optional[str], viewer: Viewer = OWNER) -> tuple[str, str]:
+    """(the new key, shown once; a message). The owner only."""
     from ..server import keys
+
+    _owner_only(viewer, "create API keys")
 
     key, info = keys.create_key(name or None)
     label = f"“{info.name}”" if info.name else info.prefix
     return key, f"Created key {label}. Copy it now: it is shown only once."
 
 
-def revoke_api_key(key_or_name: Optional[str]) -> str:
+def revoke_api_key(key_or_name: Optional[str], viewer: Viewer = OWNER) -> str:
     from ..server import keys
+
+    _owner_only(viewer, "revoke API keys")
 
     if blank(key_or_name):
         raise InputError("revoke", "enter a key, its sk_… prefix or its name")
@@ -555,12 +602,15 @@ def engines_rows() -> list[list]:
     return rows
 
 
-def storage_text(studio: Studio) -> str:
+def storage_text(studio: Studio, viewer: Viewer = OWNER) -> str:
     from ..jobs import list_jobs
 
-    home = config.home()
-    used = sum(p.stat().st_size for p in home.rglob("*") if p.is_file()) / 1e6
     public = studio.public_url or "none (mirroring needs `--share`, a Space or `LIPSYNC_PUBLIC_URL`)"
     limit = f"{studio.limits.max_seconds:.0f} s per job" if studio.limits.max_seconds else "none"
+    if not viewer.owner:  # the data folder's path and size are the owner's business
+        mine = sum(1 for r in list_jobs() if viewer.may_see(r))
+        return f"- Your jobs in this browser: {mine}\n- Public URL for mirroring: {public}\n- Length limit: {limit}"
+    home = config.home()
+    used = sum(p.stat().st_size for p in home.rglob("*") if p.is_file()) / 1e6
     return (f"- Data folder (`LIPSYNC_HOME`): `{home}` — {len(list_jobs())} jobs, {used:.1f} MB\n"
             f"- Public URL for mirroring: {public}\n- Length limit: {limit}")

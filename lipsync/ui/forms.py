@@ -7,7 +7,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from .. import pricing
 from ..errors import InputError
@@ -51,6 +51,21 @@ def as_int(value) -> Optional[int]:
     return int(number)
 
 
+# -- where files may come from ---------------------------------------------------------------------
+
+Roots = Optional[Sequence[Path]]  # folders a browser-sent file must be in; None: any (Python callers)
+
+
+def check_source(path: str, field: str, roots: Roots) -> None:
+    """Refuse a file that is not in `roots` (Gradio's upload cache, our examples). Says nothing about
+    whether the file exists or what it is: the message is the same for every path outside."""
+    if roots is None:
+        return
+    resolved = Path(path).resolve()
+    if not any(resolved == r or r in resolved.parents for r in (Path(root).resolve() for root in roots)):
+        raise InputError(field, "must be a file uploaded to this studio")
+
+
 # -- durations and cost ----------------------------------------------------------------------------
 
 
@@ -69,13 +84,14 @@ class CostQuote:
     missing: tuple[str, ...] = ()  # fields still needed before there is a number
 
 
-def quote(mode: str, form: dict) -> CostQuote:
+def quote(mode: str, form: dict, roots: Roots = None) -> CostQuote:
     """What the hosted API would charge for this form, from probed durations. Raises InputError for bad media."""
     resolution = form.get("resolution") or "480p"
     media = MEDIA[mode]
     durations: dict[str, Optional[float]] = {}
     for name in AUDIO_FIELDS[mode] + (("video",) if mode == "video" else ()):
         if not blank(form.get(name)):
+            check_source(form[name], name, roots)
             durations[name] = media_duration(form[name], name, media[name])
     missing = tuple(name for name in AUDIO_FIELDS[mode] if name not in durations)
     if missing:
@@ -93,9 +109,9 @@ def quote(mode: str, form: dict) -> CostQuote:
 # -- checking a form -------------------------------------------------------------------------------
 
 
-def check_form(mode: str, form: dict, limits: Limits, spec=None) -> dict[str, str]:
-    """Problems per field, before a job is queued: missing or unreadable media, limits, options the
-    chosen engine does not support. Empty when the form can be rendered."""
+def check_form(mode: str, form: dict, limits: Limits, spec=None, roots: Roots = None) -> dict[str, str]:
+    """Problems per field, before a job is queued: missing or unreadable media, files from outside
+    `roots`, limits, options the chosen engine does not support. Empty when the form can be rendered."""
     problems: dict[str, str] = {}
     durations: dict[str, float] = {}
     for name, allowed in MEDIA[mode].items():
@@ -103,6 +119,7 @@ def check_form(mode: str, form: dict, limits: Limits, spec=None) -> dict[str, st
             problems[name] = "is required"
             continue
         try:
+            check_source(form[name], name, roots)
             seconds = media_duration(form[name], name, allowed)
         except InputError as exc:
             problems[name] = exc.problem
@@ -111,6 +128,7 @@ def check_form(mode: str, form: dict, limits: Limits, spec=None) -> dict[str, st
             durations[name] = seconds
     if not blank(form.get("mask_image")):
         try:
+            check_source(form["mask_image"], "mask_image", roots)
             media_duration(form["mask_image"], "mask_image", ("image",))
         except InputError as exc:
             problems["mask_image"] = exc.problem
@@ -171,7 +189,7 @@ def persist_upload(path: str) -> str:
     return str(target)
 
 
-def to_request(mode: str, form: dict, *, persist: bool = True) -> Request:
+def to_request(mode: str, form: dict, *, persist: bool = True, roots: Roots = None) -> Request:
     """Build the request for a form; uploads are persisted first. Errors name the field."""
     state: dict = {}
     for name in FIELDS[mode]:
@@ -179,6 +197,7 @@ def to_request(mode: str, form: dict, *, persist: bool = True) -> Request:
         if name == "face_override" or blank(value):
             continue
         if name in MEDIA[mode] or name == "mask_image":
+            check_source(value, name, roots)
             state[name] = persist_upload(value) if persist else str(value)
         elif name in ("seed", "face_index", "left_face", "right_face"):
             if name in ("left_face", "right_face") and not form.get("face_override"):

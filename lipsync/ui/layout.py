@@ -19,8 +19,13 @@ import gradio as gr  # noqa: E402
 
 from ..errors import Cancelled, InputError, LipsyncError
 from . import events, forms
+from .access import Access
 from .forms import FIELDS, MODES, TITLES
 from .studio import Studio
+
+# Handlers that change what every user shares (keys, presets, deletes) are not Gradio API endpoints, and
+# each checks on the server who calls it: hiding an endpoint does not stop a hand-made queue request.
+PRIVATE = "private"
 
 CSS = """
 .cost-box {border-left: 4px solid var(--color-accent); padding: 6px 12px !important;
@@ -126,10 +131,12 @@ def _options(tab: JobTab, studio: Studio) -> None:
         f["mask_image"] = gr.Image(label="Mask (optional)", type="filepath", image_mode=None, sources=["upload"],
                                    height=180)
         gr.Markdown("<small>White = may change. Confines the edit, and picks the face when there are several.</small>")
-        with gr.Row():
+        # Presets are every user's menu: only the owner saves them (shown at page load).
+        with gr.Row(visible=False) as save_row:
             x["preset_name"] = gr.Textbox(label="Save these settings as a preset", placeholder="Preset name",
                                           max_lines=1, scale=3)
             x["save_preset"] = gr.Button("Save preset", scale=1, size="sm")
+        x["save_row"] = save_row
         x["save_note"] = gr.Markdown()
 
 
@@ -209,16 +216,17 @@ def _job_tab(studio: Studio, mode: str) -> JobTab:
 # -- wiring a job tab ------------------------------------------------------------------------------
 
 
-def _wire_job_tab(tab: JobTab, studio: Studio, api_key, api_url, history_refresh) -> None:
+def _wire_job_tab(tab: JobTab, studio: Studio, access: Access, api_key, api_url, history_refresh) -> None:
     mode, x = tab.mode, tab.extra
     names = FIELDS[mode]
+    roots = studio.file_roots()
 
     # Live cost: any media or option that changes the price.
     cost_names = [n for n in ("video", "audio", "left_audio", "right_audio", "order", "resolution") if n in names]
     cost_inputs = [tab[n] for n in cost_names]
 
     def cost(*values):
-        return events.cost_text(mode, dict(zip(cost_names, values)))
+        return events.cost_text(mode, dict(zip(cost_names, values)), roots)
 
     for name in cost_names:
         tab[name].change(cost, cost_inputs, x["cost"], queue=False, show_progress="hidden")
@@ -272,7 +280,7 @@ def _wire_job_tab(tab: JobTab, studio: Studio, api_key, api_url, history_refresh
 
     # Dialogue: who speaks, before generating.
     if mode == "dialogue":
-        _wire_faces(tab)
+        _wire_faces(tab, roots)
 
     # Generate → sync report → history; Cancel; mirror panel.
     def start():
@@ -284,14 +292,15 @@ def _wire_job_tab(tab: JobTab, studio: Studio, api_key, api_url, history_refresh
             spec = events.engine_spec(form.get("engine"))
         except LipsyncError:
             spec = None
-        problems = forms.check_form(mode, form, studio.limits, spec)
+        problems = forms.check_form(mode, form, studio.limits, spec, roots)
         return [None, *[gr.validate(n not in problems, problems.get(n, "")) for n in names]]
 
-    def run(progress=gr.Progress(), *values):
+    def run(request: gr.Request, progress=gr.Progress(), *values):
         token, form_values = values[0], values[1:1 + len(names)]
         try:
             result = events.generate(studio, mode, _form(mode, form_values), token=token,
-                                     progress=lambda f, d: progress(f, desc=d))
+                                     progress=lambda f, d: progress(f, desc=d), viewer=access.viewer(request),
+                                     roots=roots)
         except Cancelled:
             raise gr.Error("The job was cancelled; no video was made.", title="Cancelled",
                            print_exception=False) from None
@@ -300,13 +309,19 @@ def _wire_job_tab(tab: JobTab, studio: Studio, api_key, api_url, history_refresh
         record = result.record
         # The sync plot and the hosted result are cleared here and filled in by the next steps, so the
         # video shows first.
-        return (record.output, gr.update(value=record.output, visible=True), result.info, record.id,
-                None, "", None, "")
+        video = studio.deliver(record.output)
+        return (video, gr.update(value=video, visible=True), result.info, record.id, None, "", None, "")
 
-    def run_mirror(job_id, on, key, url, progress=gr.Progress()):
+    def run_mirror(job_id, on, key, url, request: gr.Request, progress=gr.Progress()):
         if not on:
             return gr.update(), gr.update()
-        return events.mirror(studio, job_id, key, url, progress=lambda f, d: progress(f, desc=d))
+        video, info = events.mirror(studio, job_id, key, url, progress=lambda f, d: progress(f, desc=d),
+                                    viewer=access.viewer(request))
+        return studio.deliver(video), info
+
+    def run_sync(job_id, request: gr.Request):
+        plot, text = events.sync_plot(job_id, access.viewer(request))
+        return studio.deliver(plot), text
 
     run_inputs = [x["token"], *tab.inputs()]
     run_outputs = [x["result"], x["download"], x["info"], x["job_id"], x["hosted_result"], x["hosted_info"],
@@ -315,7 +330,7 @@ def _wire_job_tab(tab: JobTab, studio: Studio, api_key, api_url, history_refresh
     def chain(trigger):
         job = trigger.then(run, run_inputs, run_outputs, validator=validate, concurrency_id="render",
                            concurrency_limit=1, show_progress="full", show_progress_on=[x["result"]])
-        job.success(events.sync_plot, x["job_id"], [x["sync_plot"], x["sync_text"]], concurrency_id="sync",
+        job.success(run_sync, x["job_id"], [x["sync_plot"], x["sync_text"]], concurrency_id="sync",
                     concurrency_limit=1, show_progress="minimal", show_progress_on=[x["sync_plot"]])
         # Waiting on the hosted API must not hold the render slot: its own group, after the local job.
         job.success(run_mirror, [x["job_id"], x["mirror"], api_key, api_url], [x["hosted_result"], x["hosted_info"]],
@@ -340,13 +355,13 @@ def _wire_job_tab(tab: JobTab, studio: Studio, api_key, api_url, history_refresh
                        show_progress="hidden")
 
 
-def _wire_faces(tab: JobTab) -> None:
+def _wire_faces(tab: JobTab, roots) -> None:
     x = tab.extra
     outputs = [x["faces_preview"], x["faces_state"], tab["left_face"], tab["right_face"], tab["face_override"],
                x["pending_faces"], x["faces_note"]]
 
     def detect(image, resolution, mask, pending, state, left, right, override):
-        view = events.dialogue_faces(image, resolution, mask)
+        view = events.dialogue_faces(image, resolution, mask, roots)
         n = len(view.boxes)
         choices = [(f"Face {i + 1}", i) for i in range(n)]
         keep = None
@@ -358,7 +373,7 @@ def _wire_faces(tab: JobTab) -> None:
                                else (view.left, view.right))
         picture = view.image
         if n and (new_left, new_right) != (view.left, view.right):
-            picture = events.redraw_faces(image, resolution, view.boxes, new_left, new_right)
+            picture = events.redraw_faces(image, resolution, view.boxes, new_left, new_right, roots)
         return (picture, {"image": image, "n": n, "boxes": view.boxes}, gr.update(choices=choices, value=new_left),
                 gr.update(choices=choices, value=new_right), (new_left, new_right) != (view.left, view.right),
                 None, view.note)
@@ -372,7 +387,7 @@ def _wire_faces(tab: JobTab) -> None:
     def picked(image, resolution, state, left, right):
         if left is not None and left == right:
             gr.Warning("Left and right must be different faces.")
-        return events.redraw_faces(image, resolution, state.get("boxes", []), left, right), True
+        return events.redraw_faces(image, resolution, state.get("boxes", []), left, right, roots), True
 
     pick_io = ([tab["image"], tab["resolution"], x["faces_state"], tab["left_face"], tab["right_face"]],
                [x["faces_preview"], tab["face_override"]])
@@ -382,7 +397,7 @@ def _wire_faces(tab: JobTab) -> None:
     def swap(image, resolution, state, left, right):
         if left is None or right is None:
             return gr.update(), gr.update(), gr.update(), gr.update()
-        return right, left, events.redraw_faces(image, resolution, state.get("boxes", []), right, left), True
+        return right, left, events.redraw_faces(image, resolution, state.get("boxes", []), right, left, roots), True
 
     x["swap"].click(swap, [tab["image"], tab["resolution"], x["faces_state"], tab["left_face"], tab["right_face"]],
                     [tab["left_face"], tab["right_face"], x["faces_preview"], tab["face_override"]],
@@ -431,9 +446,12 @@ class SettingsTab:
     api_url: gr.Textbox
     status: gr.Markdown
     engines: gr.Dataframe
+    keys_group: gr.Group  # the owner's key management
+    keys_table: gr.Dataframe
+    keys_note: gr.Markdown  # what visitors see instead
 
 
-def _settings_tab(studio: Studio) -> SettingsTab:
+def _settings_tab(studio: Studio, access: Access) -> SettingsTab:
     import os
 
     gr.Markdown("### Hosted API (mirror)")
@@ -444,48 +462,54 @@ def _settings_tab(studio: Studio) -> SettingsTab:
         api_url = gr.Textbox(label="API URL", value=os.environ.get("LIPSYNC_API_URL", ""),
                              placeholder="https://lipsync.studio/api/v1", info="Empty = the hosted API")
     gr.Markdown("### Keys for this app's REST API (`/api/v1`)")
-    with gr.Row():
-        key_name = gr.Textbox(label="New key name (optional)", max_lines=1, scale=3)
-        create = gr.Button("Create key", scale=1)
-    new_key = gr.Textbox(label="New key: copy it now, it is shown only once", interactive=False,
-                         buttons=["copy"], visible=False)
-    keys_table = gr.Dataframe(events.api_keys_rows, headers=["Key", "Name", "Created"], type="array",
-                              interactive=False, label="Keys")
-    with gr.Row():
-        revoke_value = gr.Textbox(label="Revoke: the key, its sk_… prefix or its name", max_lines=1, scale=3)
-        revoke = gr.Button("Revoke", variant="stop", scale=1)
-    key_note = gr.Markdown()
+    keys_note = gr.Markdown(events.KEYS_FOR_VISITORS)
+    # Shown to the owner only (page load); every handler checks the caller again on the server.
+    with gr.Group(visible=False) as keys_group:
+        with gr.Row():
+            key_name = gr.Textbox(label="New key name (optional)", max_lines=1, scale=3)
+            create = gr.Button("Create key", scale=1)
+        new_key = gr.Textbox(label="New key: copy it now, it is shown only once", interactive=False,
+                             buttons=["copy"], visible=False)
+        keys_table = gr.Dataframe(headers=["Key", "Name", "Created"], type="array", interactive=False, label="Keys")
+        with gr.Row():
+            revoke_value = gr.Textbox(label="Revoke: the key, its sk_… prefix or its name", max_lines=1, scale=3)
+            revoke = gr.Button("Revoke", variant="stop", scale=1)
+        key_note = gr.Markdown()
 
-    def make_key(name):
+    def make_key(name, request: gr.Request):
+        viewer = access.viewer(request)
         try:
-            key, message = events.create_api_key(name)
+            key, message = events.create_api_key(name, viewer)
         except LipsyncError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        return gr.update(value=key, visible=True), message, events.api_keys_rows(), ""
+        return gr.update(value=key, visible=True), message, events.api_keys_rows(viewer), ""
 
-    def drop_key(value):
+    def drop_key(value, request: gr.Request):
+        viewer = access.viewer(request)
         try:
-            message = events.revoke_api_key(value)
+            message = events.revoke_api_key(value, viewer)
         except LipsyncError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        return message, events.api_keys_rows(), ""
+        return message, events.api_keys_rows(viewer), ""
 
-    create.click(make_key, key_name, [new_key, key_note, keys_table, key_name])
-    revoke.click(drop_key, revoke_value, [key_note, keys_table, revoke_value])
+    create.click(make_key, key_name, [new_key, key_note, keys_table, key_name], api_visibility=PRIVATE)
+    revoke.click(drop_key, revoke_value, [key_note, keys_table, revoke_value], api_visibility=PRIVATE)
     gr.Markdown("### Engines")
     engines = gr.Dataframe(headers=["Engine", "State", "Jobs", "Options", "Resolutions"], type="array",
                            interactive=False, label="Engines")
     gr.Markdown("### This app")
     status = gr.Markdown()
-    return SettingsTab(api_key, api_url, status, engines)
+    return SettingsTab(api_key, api_url, status, engines, keys_group, keys_table, keys_note)
 
 
 # -- the whole app ---------------------------------------------------------------------------------
 
 
-def build_ui(studio: Optional[Studio] = None) -> gr.Blocks:
-    """The studio's Blocks. Theme and CSS go to `gr.mount_gradio_app`/`launch` (Gradio 6): see `THEME`, `CSS`."""
+def build_ui(studio: Optional[Studio] = None, access: Optional[Access] = None) -> gr.Blocks:
+    """The studio's Blocks. Theme and CSS go to `gr.mount_gradio_app`/`launch` (Gradio 6): see `THEME`, `CSS`.
+    `access` tells the owner from visitors (default: nobody is the owner)."""
     studio = studio or Studio()
+    access = access or Access(public_urls=lambda: (studio.public_url,))
     with gr.Blocks(title="Lipsync Studio", delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown("# Lipsync Studio\nLocal, offline lip sync. Pick a job, add media and press **Generate**, "
                     "or click an example to see it work. The same jobs are served as a REST API at `/api/v1`.")
@@ -497,51 +521,71 @@ def build_ui(studio: Optional[Studio] = None) -> gr.Blocks:
             with gr.Tab("History", id="history") as history_tab:
                 history = _history_tab()
             with gr.Tab("Settings", id="settings") as settings_tab:
-                settings = _settings_tab(studio)
+                settings = _settings_tab(studio, access)
 
-        history_refresh = (events.history_rows, None, [history.table, history.ids])
+        def rows(request: gr.Request):
+            return events.history_rows(access.viewer(request))
+
+        history_refresh = (rows, None, [history.table, history.ids])
         for tab in tabs_by_mode.values():
-            _wire_job_tab(tab, studio, settings.api_key, settings.api_url, history_refresh)
-        _wire_history(history, tabs, tabs_by_mode)
-        _wire_presets(tabs_by_mode)
+            _wire_job_tab(tab, studio, access, settings.api_key, settings.api_url, history_refresh)
+        _wire_history(history, tabs, tabs_by_mode, studio, access)
+        _wire_presets(tabs_by_mode, studio, access)
 
         # Engines are imported here, not at start-up, so the app is ready sooner.
-        def page_load():
+        def page_load(request: gr.Request):
+            viewer = access.viewer(request)
             choices = events.engine_choices()
             notes = [f"<small>{events.engine_summary('builtin')}</small>", events.prompt_note("builtin", "")]
-            return [u for _ in tabs_by_mode for u in (gr.update(choices=choices), *notes)] + \
-                [*events.history_rows(), events.engines_rows(), events.storage_text(studio)]
+            owner_only = [gr.update(visible=viewer.owner) for _ in tabs_by_mode]
+            return [u for _ in tabs_by_mode for u in (gr.update(choices=choices), *notes)] + owner_only + \
+                [*events.history_rows(viewer), events.engines_rows(), events.storage_text(studio, viewer),
+                 gr.update(visible=viewer.owner), events.api_keys_rows(viewer), gr.update(visible=not viewer.owner)]
 
         per_tab = [c for t in tabs_by_mode.values() for c in (t["engine"], t["engine_note"], t["prompt_note"])]
-        demo.load(page_load, None, [*per_tab, history.table, history.ids, settings.engines, settings.status],
-                  show_progress="hidden")
-        history_tab.select(*history_refresh, show_progress="hidden")
-        settings_tab.select(lambda: events.storage_text(studio), None, settings.status, show_progress="hidden")
+        save_rows = [t["save_row"] for t in tabs_by_mode.values()]
+        demo.load(page_load, None, [*per_tab, *save_rows, history.table, history.ids, settings.engines, settings.status,
+                                    settings.keys_group, settings.keys_table, settings.keys_note],
+                  show_progress="hidden", api_visibility=PRIVATE)
+        history_tab.select(*history_refresh, show_progress="hidden", api_visibility=PRIVATE)
+        def storage(request: gr.Request):
+            return events.storage_text(studio, access.viewer(request))
+
+        settings_tab.select(storage, None, settings.status, show_progress="hidden", api_visibility=PRIVATE)
     return demo
 
 
-def _wire_history(history: HistoryTab, tabs: gr.Tabs, tabs_by_mode: dict[str, JobTab]) -> None:
-    history.refresh.click(events.history_rows, None, [history.table, history.ids], show_progress="hidden")
+def _wire_history(history: HistoryTab, tabs: gr.Tabs, tabs_by_mode: dict[str, JobTab], studio: Studio,
+                  access: Access) -> None:
+    def rows(request: gr.Request):
+        return events.history_rows(access.viewer(request))
 
-    def select(ids, evt: gr.SelectData):
+    history.refresh.click(rows, None, [history.table, history.ids], show_progress="hidden", api_visibility=PRIVATE)
+
+    def select(ids, evt: gr.SelectData, request: gr.Request):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         job_id = ids[row] if ids and 0 <= row < len(ids) else None
-        video, record = events.history_detail(job_id)
-        return job_id, video, record, ""
+        video, record = events.history_detail(job_id, access.viewer(request))
+        return job_id, studio.deliver(video), record, ""
 
     history.table.select(select, history.ids, [history.selected, history.video, history.record, history.note],
-                         show_progress="hidden")
+                         show_progress="hidden", api_visibility=PRIVATE)
 
-    def delete(job_id):
+    def delete(job_id, request: gr.Request):
+        viewer = access.viewer(request)
+        output = events.job_output(job_id, viewer)
         try:
-            message = events.history_delete(job_id)
+            message = events.history_delete(job_id, viewer)
         except LipsyncError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        rows, ids = events.history_rows()
+        if output:  # the copies handed to browsers go with the job
+            for path in (output, Path(output).with_suffix(".sync.png"), events.hosted_path(output)):
+                studio.withdraw(path)
+        rows, ids = events.history_rows(viewer)
         return rows, ids, None, None, "", message
 
     history.delete.click(delete, history.selected, [history.table, history.ids, history.selected, history.video,
-                                                    history.record, history.note])
+                                                    history.record, history.note], api_visibility=PRIVATE)
 
     outputs = [tabs]
     for tab in tabs_by_mode.values():
@@ -550,9 +594,9 @@ def _wire_history(history: HistoryTab, tabs: gr.Tabs, tabs_by_mode: dict[str, Jo
         if tab.mode == "dialogue":
             outputs.append(tab["pending_faces"])
 
-    def reopen(job_id):
+    def reopen(job_id, request: gr.Request):
         try:
-            job = events.reopen(job_id)
+            job = events.reopen(job_id, access.viewer(request))
         except (LipsyncError, OSError, ValueError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         tab = tabs_by_mode[job.mode]
@@ -560,35 +604,40 @@ def _wire_history(history: HistoryTab, tabs: gr.Tabs, tabs_by_mode: dict[str, Jo
         for name in FIELDS[job.mode]:
             if name in ("left_face", "right_face"):
                 continue  # set by the face preview from pending_faces, once it has the image's faces
-            updates[tab[name]] = _shown(tab[name], job.form.get(name))
+            value = job.form.get(name)
+            if name in forms.MEDIA[job.mode] or name == "mask_image":
+                value = studio.deliver(value) if value and not str(value).startswith(("http://", "https://")) else value
+            updates[tab[name]] = _shown(tab[name], value)
         if job.mode == "dialogue":
             overridden = job.form.get("face_override")
             updates[tab["pending_faces"]] = (job.form["left_face"], job.form["right_face"]) if overridden else None
-        updates.update({tab["result"]: job.output, tab["download"]: gr.update(value=job.output, visible=bool(job.output)),
-                        tab["job_id"]: job_id, tab["info"]: job.info, tab["sync_plot"]: job.plot,
+        output = studio.deliver(job.output)
+        updates.update({tab["result"]: output, tab["download"]: gr.update(value=output, visible=bool(output)),
+                        tab["job_id"]: job_id, tab["info"]: job.info, tab["sync_plot"]: studio.deliver(job.plot),
                         tab["sync_text"]: ""})
         if job.missing:
             gr.Warning(f"These inputs no longer exist: {', '.join(job.missing)}")
         return updates
 
-    history.reopen.click(reopen, history.selected, outputs, show_progress="hidden")
+    history.reopen.click(reopen, history.selected, outputs, show_progress="hidden", api_visibility=PRIVATE)
 
 
-def _wire_presets(tabs_by_mode: dict[str, JobTab]) -> None:
+def _wire_presets(tabs_by_mode: dict[str, JobTab], studio: Studio, access: Access) -> None:
     dropdowns = [t["preset"] for t in tabs_by_mode.values()]
+    roots = studio.file_roots()
     for tab in tabs_by_mode.values():
         mode = tab.mode
 
-        def save(name, *values, mode=mode):
+        def save(request: gr.Request, name, *values, mode=mode):
             try:
-                message = events.save_preset(mode, name, _form(mode, values))
+                message = events.save_preset(mode, name, _form(mode, values), access.viewer(request), roots)
             except LipsyncError as exc:
                 raise gr.Error(str(exc), print_exception=False) from None
             choices = events.preset_choices()
             return [message, *[gr.update(choices=choices) for _ in dropdowns]]
 
         tab["save_preset"].click(save, [tab["preset_name"], *tab.inputs()], [tab["save_note"], *dropdowns],
-                                 show_progress="hidden")
+                                 show_progress="hidden", api_visibility=PRIVATE)
 
 
 def theme() -> gr.themes.Base:

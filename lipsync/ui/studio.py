@@ -3,7 +3,9 @@ of running jobs. Cheap to import: no Gradio, no media libraries."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import threading
 import uuid
 from collections import OrderedDict
@@ -56,8 +58,11 @@ class Studio:
     share_url: Optional[str] = None
     mirror_poll_s: float = 5.0  # how often a mirrored job is polled on the hosted API
     assets: Path = field(default_factory=lambda: Path(__file__).resolve().parents[2] / "assets")
+    # Gradio's upload cache (GRADIO_TEMP_DIR): the only place files sent by a browser may come from.
+    upload_dir: Path = field(default_factory=lambda: gradio_cache_dir())
     _flags: "OrderedDict[str, threading.Event]" = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _secret: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
 
     @property
     def public_url(self) -> Optional[str]:
@@ -95,9 +100,52 @@ class Studio:
     # -- files the UI may serve ------------------------------------------------------------------
 
     def allowed_paths(self) -> list[str]:
-        """Folders Gradio may serve: outputs, persisted uploads and the examples. Not the whole
-        LIPSYNC_HOME: the server keeps its key store there."""
-        return [str(config.outputs_dir()), str(uploads_dir()), str(self.assets)]
+        """Folders Gradio may serve besides its cache: the examples only. Outputs and past uploads are
+        handed out as copies in the cache (`deliver`), so `/gradio_api/file=<home>/outputs/...` serves
+        nothing and one visitor cannot fetch another's video by its path."""
+        return [str(self.assets)]
+
+    def file_roots(self) -> tuple[Path, ...]:
+        """Where a file named by the browser may be: Gradio's upload cache, or one of our examples."""
+        return (self.upload_dir, self.assets)
+
+    def deliver(self, path: Optional[str | Path]) -> Optional[str]:
+        """A copy of `path` in Gradio's cache for the browser to fetch (a hard link where the file system
+        allows), in a folder named by a keyed hash: unguessable, and the same for the same file, so
+        `withdraw` can find it again."""
+        if path is None:
+            return None
+        source = Path(path)
+        if not source.is_file():
+            return None
+        if self.upload_dir.resolve() in source.resolve().parents:
+            return str(source)
+        folder = config.private_dir(self.upload_dir / self._copy_key(source))
+        target = folder / source.name
+        if not target.exists():
+            tmp = folder / f".{source.name}.tmp"
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(source, tmp)
+            except OSError:  # another file system: copy
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        return str(target)
+
+    def withdraw(self, path: Optional[str | Path]) -> None:
+        """Remove `deliver`'s copy of `path` (its job was deleted)."""
+        if path:
+            shutil.rmtree(self.upload_dir / self._copy_key(Path(path)), ignore_errors=True)
+
+    def _copy_key(self, source: Path) -> str:
+        return "lipsync-" + hashlib.blake2b(str(source.resolve()).encode(), key=self._secret, digest_size=16).hexdigest()
+
+
+def gradio_cache_dir() -> Path:
+    """Gradio's upload cache: GRADIO_TEMP_DIR when the user set it, else a private folder in LIPSYNC_HOME
+    (Gradio's default, /tmp/gradio, is shared by every user of the machine)."""
+    chosen = os.environ.get("GRADIO_TEMP_DIR", "").strip()
+    return config.private_dir(Path(chosen) if chosen else config.home() / "gradio")
 
 
 def uploads_dir() -> Path:
