@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hubcache import CachedRepo, lay_out
+from hubcache import CachedRepo, FakeHub, lay_out
 from lipsync import engines
 from lipsync.engines.base import Availability, EngineSpec
 from lipsync.errors import EngineError
@@ -200,7 +200,7 @@ def test_download_fetches_missing_files_then_pins_and_records(hub_cache, monkeyp
     assert all(c.ok for c in manager.verify([repo]))
 
 
-def lipsync_models(*args: str, weights: tuple[WeightRepo, ...], cache: Path, home: Path):
+def lipsync_models(*args: str, weights: tuple[WeightRepo, ...], cache: Path, home: Path, env: dict | None = None):
     """`lipsync models ...` in a fresh interpreter, with a tiny engine registered first."""
     boot = (
         "import sys, types\n"
@@ -217,7 +217,7 @@ def lipsync_models(*args: str, weights: tuple[WeightRepo, ...], cache: Path, hom
         "sys.exit(main(sys.argv[1:]))\n"
     )
     env = {**os.environ, "LIPSYNC_HOME": str(home), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-c", boot, "models", *args], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=120)
 
@@ -245,3 +245,46 @@ def test_cli_list_download_verify_remove(tiny_cached, hub_cache, lipsync_home):
     assert res.returncode == 1 and "unknown engine" in res.stderr and "Traceback" not in res.stderr
     res = run("download", "tiny", "--revision", "other/repo=abc")
     assert res.returncode == 1 and "revision" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_unreachable_hub_gives_the_offline_line(hub_cache, lipsync_home):
+    """Not flagged offline, but no network: the real snapshot_download fails to connect, same one line."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = WeightRepo(REPO_ID, (WeightFile("unet/diffusion.safetensors", 10),), "mit")
+    code = ("import sys\nfrom lipsync.models import WeightFile, WeightRepo, manager\n"
+            "from lipsync.errors import EngineError\n"
+            f"try:\n    manager.download([{repo!r}], engine='tiny')\n"
+            "except EngineError as e:\n    print(e, file=sys.stderr); sys.exit(1)\n")
+    env = {**os.environ, "LIPSYNC_HOME": str(lipsync_home), "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "0",
+           "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_ETAG_TIMEOUT": "2", "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f"{REPO_ID}/unet/diffusion.safetensors" in res.stderr and "lipsync models download tiny" in res.stderr
+
+
+def test_cli_download_from_a_hub_resumes_a_broken_transfer_and_pins(hub_cache, lipsync_home):
+    """The real download path (snapshot_download over HTTP) against a local server that drops the first
+    transfer of the weights halfway: the client resumes with a Range request, then pin and hashes are kept."""
+    # over huggingface_hub's 10 MiB read chunk, so whole chunks arrive before the break
+    big = {"unet/diffusion.safetensors": os.urandom(24 * 2**20), "unet/config.json": FILES["unet/config.json"]}
+    repo = WeightRepo(REPO_ID, tuple(WeightFile(p, len(d)) for p, d in big.items()), "mit")
+    with FakeHub(REPO_ID, big, break_once=("unet/diffusion.safetensors",)) as fake:
+        res = lipsync_models("download", "tiny", weights=(repo,), cache=hub_cache, home=lipsync_home,
+                             env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": fake.url, "HF_HUB_DISABLE_XET": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    gets = [r for p, r in fake.ranges if p == "unet/diffusion.safetensors"]
+    assert len(gets) == 2 and gets[0] == "" and gets[1].startswith("bytes="), fake.ranges
+    resumed_at = int(gets[1][6:].rstrip("-"))
+    assert 0 < resumed_at <= len(big["unet/diffusion.safetensors"]) // 2
+    assert hub.read_pins(lipsync_home)[REPO_ID] == fake.commit
+    state = manager.status(repo, lipsync_home)
+    assert state.ready and all(f.local.read_bytes() == big[f.file.path] for f in state.files)
+    assert all(c.ok for c in manager.verify([repo], lipsync_home))
+    assert hub.read_hashes(lipsync_home)[REPO_ID]["unet/diffusion.safetensors"] == \
+        __import__("hashlib").sha256(big["unet/diffusion.safetensors"]).hexdigest()
