@@ -164,10 +164,33 @@ def fetch(repo_id: str, paths: list[str], revision: Optional[str], cache: Option
                                   cache_dir=str(cache or cache_dir()), tqdm_class=tqdm_class))
 
 
+def download_problem(exc: Exception, repo_id: str, revision: Optional[str]) -> Optional[str]:
+    """What went wrong in `fetch`, in one line; None when the Hub could not be reached (no network, Hub down)."""
+    from huggingface_hub.utils import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                       RevisionNotFoundError)
+
+    if isinstance(exc, RevisionNotFoundError):
+        return f"{repo_id}: the Hub has no revision {revision!r}"
+    if isinstance(exc, GatedRepoError):
+        return f"{repo_id}: the repo is gated; accept its terms on the Hub and log in (`hf auth login`)"
+    if isinstance(exc, RepositoryNotFoundError):
+        return f"{repo_id}: no such repo on the Hub (or it is private)"
+    if isinstance(exc, (LocalEntryNotFoundError, ConnectionError, TimeoutError)):
+        return None
+    # the HTTP client's transport errors (httpx2 in huggingface_hub 1.x+, httpx or requests before)
+    if any(c.__name__ in ("TransportError", "TimeoutException", "RequestException") for c in type(exc).__mro__):
+        return None
+    if isinstance(exc, OSError) and exc.errno is not None:  # a local disk problem: full, read-only, ...
+        return f"{repo_id}: download failed: {exc.strerror}: {exc.filename or ''}".rstrip(": ")
+    if isinstance(exc, OSError):  # httpx's and huggingface_hub's network errors are OSErrors without errno
+        return None
+    return f"{repo_id}: download failed: {type(exc).__name__}: {exc}"
+
+
 def delete_cached(repo_id: str, cache: Optional[Path] = None) -> int:
     """Delete every cached revision of `repo_id`; returns the bytes freed (0 when nothing was cached)."""
     from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
+    from huggingface_hub.utils import CacheNotFound  # (also in .errors from 0.25 on; .utils in every version)
 
     folder = cache or cache_dir()
     try:
@@ -194,7 +217,7 @@ def local_folder(repo: WeightRepo, *, local_files_only: bool = True, home: Optio
                                     local_files_only=local_files_only, cache_dir=str(cache or cache_dir())))
     missing = [f.path for f in repo.files if not (folder / f.path).is_file()]
     if missing:
-        from huggingface_hub.errors import LocalEntryNotFoundError
+        from huggingface_hub.utils import LocalEntryNotFoundError
 
         raise LocalEntryNotFoundError(f"{repo.repo_id}: missing {', '.join(missing)}")
     if repo.repo_id not in read_pins(home):  # first resolution: the snapshot folder is named after its commit

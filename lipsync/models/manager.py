@@ -166,11 +166,12 @@ def download(repos: Iterable[WeightRepo], home: Optional[Path] = None, *,
         check_disk(cache, sum(s.missing_bytes for s in todo))
         total = sum(s.missing_bytes for s in todo)
         tqdm_class = _tqdm_reporting(progress, total) if progress else None
-        for s in todo:
+        for i, s in enumerate(todo):
             try:
                 hub.fetch(s.repo.repo_id, [f.path for f in s.repo.files], s.revision, cache, tqdm_class)
             except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many kinds; say what to do
-                raise EngineError(_fetch_error(engine, s, exc)) from None
+                still_missing = [f for t in todo[i:] for f in t.missing]
+                raise EngineError(_fetch_error(engine, s, exc, still_missing)) from None
             states[s.repo.repo_id] = _restate(s, cache)
             if not states[s.repo.repo_id].ready:
                 raise EngineError(f"{s.repo.repo_id}: the Hub has no "
@@ -204,19 +205,9 @@ def _restate(state: RepoState, cache: Path) -> RepoState:
         FileState(repo.repo_id, f, hub.cached_file(repo.repo_id, f.path, state.revision, cache)) for f in repo.files))
 
 
-def _fetch_error(engine: Optional[str], state: RepoState, exc: Exception) -> str:
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
-
-    if isinstance(exc, RevisionNotFoundError):
-        return f"{state.repo.repo_id}: the Hub has no revision {state.revision!r}"
-    if isinstance(exc, GatedRepoError):
-        return f"{state.repo.repo_id}: the repo is gated; accept its terms on the Hub and log in (`hf auth login`)"
-    if isinstance(exc, RepositoryNotFoundError):
-        return f"{state.repo.repo_id}: no such repo on the Hub (or it is private)"
-    if isinstance(exc, (LocalEntryNotFoundError, ConnectionError, OSError)):  # no network / Hub down
-        return offline_message(engine, state.missing)
-    return f"{state.repo.repo_id}: download failed: {type(exc).__name__}: {exc}"
+def _fetch_error(engine: Optional[str], state: RepoState, exc: Exception, still_missing: list[FileState]) -> str:
+    problem = hub.download_problem(exc, state.repo.repo_id, state.revision)
+    return problem or offline_message(engine, still_missing)
 
 
 def _file_hash(path: Path, expected: str) -> str:
