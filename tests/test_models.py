@@ -288,3 +288,15 @@ def test_cli_download_from_a_hub_resumes_a_broken_transfer_and_pins(hub_cache, l
     assert all(c.ok for c in manager.verify([repo], lipsync_home))
     assert hub.read_hashes(lipsync_home)[REPO_ID]["unet/diffusion.safetensors"] == \
         __import__("hashlib").sha256(big["unet/diffusion.safetensors"]).hexdigest()
+
+
+def test_download_problems_are_named_and_network_errors_fall_back_to_the_offline_line():
+    import errno
+
+    import httpx2
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    assert hub.download_problem(httpx2.ConnectError("refused"), REPO_ID, None) is None
+    assert hub.download_problem(LocalEntryNotFoundError("offline"), REPO_ID, None) is None
+    disk = hub.download_problem(OSError(errno.ENOSPC, "No space left on device", "/cache/blob"), REPO_ID, None)
+    assert disk == f"{REPO_ID}: download failed: No space left on device: /cache/blob"
