@@ -13,7 +13,7 @@ EXIT_FAILED = 1
 
 def add_parser(sub) -> None:
     models = sub.add_parser("models", help="download, verify and remove engine weights (Hugging Face Hub)")
-    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="list|download|verify|remove")
     p = models_sub.add_parser("list", help="each engine: ready, needs download (size) or unavailable (why)")
     p.set_defaults(handler=cmd_list)
     p = models_sub.add_parser("download", help="download an engine's weights into the hub cache")
