@@ -105,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .remote.cli import add_parser as add_remote
     from .server.cli import add_parser as add_keys
+    from .models.cli import add_parser as add_models
 
     add_remote(sub)  # `lipsync remote video|image|dialogue`; their handlers come with set_defaults(handler=...)
     add_keys(sub)  # `lipsync keys create|list|revoke`
+    add_models(sub)  # `lipsync models list|download|verify|remove`
     return parser
 
 
