@@ -67,23 +67,20 @@ def check_request(spec_or_engine: Union[EngineSpec, ModuleType], request: "Reque
 def download(engine: ModuleType, progress: Optional[Progress] = None) -> None:
     """Fetch every file the engine declares into the hub cache (progress stage "download", 0..1 over its
     repos). A failure (offline, no such file, disk full) is an EngineError saying what to run later."""
-    import httpx
-    from huggingface_hub.errors import EntryNotFoundError
-
     from ..models import hub
 
-    # What a Hub download raises when offline, refused, missing a file or out of disk.
-    failures = (OSError, ValueError, EntryNotFoundError, httpx.HTTPError)
     spec, report = engine.SPEC, progress or (lambda fraction, stage: None)
     repos = spec.weights
     report(0.0, "download")
     for done, repo in enumerate(repos):
         try:
             hub.local_folder(repo, local_files_only=False)
-        except failures as exc:
+        except Exception as exc:  # noqa: BLE001 - offline, refused, a missing file, a full disk, the HTTP
+            # client's own errors: whatever the Hub call raises is a failed download the user can retry
+            reason = (str(exc).strip().splitlines() or [""])[0][:160]
             missing = Availability("download", missing=tuple(f"{repo.repo_id}/{f.path}" for f in repo.files),
                                    download_bytes=repo.size)
-            raise EngineError(f"{offline_message(spec, missing)} (download failed: {type(exc).__name__})") from None
+            raise EngineError(f"{offline_message(spec, missing)} (download failed: {type(exc).__name__}: {reason})") from None
         report((done + 1) / len(repos), "download")
 
 
