@@ -196,3 +196,102 @@ def test_cli_render_with_missing_weights_says_what_to_run(monkeypatch, capsys, h
     err = capsys.readouterr().err
     assert code == cli.EXIT_FAILED and err.count("\n") == 1
     assert words in err and "`lipsync models download neural`" in err and "Traceback" not in err
+
+
+# -- the pipeline's side of the interface, with an engine that paints each frame's index ------------------
+
+
+def register_painter(monkeypatch, *, batch_size: int, parallel: bool, calls: list):
+    """An engine whose frame i is flat grey (4 * i) % 256, so order survives encoding; it records what
+    the pipeline hands it."""
+    import threading
+
+    class Painter:
+        def __init__(self, plan):
+            self.plan = plan
+
+        def render(self, frame, index, faces):
+            return np.full_like(frame, (4 * index) % 256)
+
+        def render_batch(self, batch):
+            calls.append((batch.start, len(batch), [len(f) for f in batch.faces], threading.current_thread().name))
+            return [self.render(frame, batch.start + i, faces)
+                    for i, (frame, faces) in enumerate(zip(batch.frames, batch.faces))]
+
+    module = register(monkeypatch, "painter", lambda: Availability("ready"),
+                      options=("resolution", "seed", "transcript"),
+                      modes=("lipsync-video", "lipsync-image", "lipsync-image-multi"))
+    module.SPEC = EngineSpec("painter", "Painter", "A test engine.", modes=module.SPEC.modes,
+                             options=module.SPEC.options, batch_size=batch_size, parallel=parallel)
+    module.plans = []
+    module.load = lambda progress, *, allow_download: "weights"
+    module.parse_prompt = lambda prompt: (None, [])
+
+    def renderer(model, plan):
+        assert model == "weights"
+        module.plans.append(plan)
+        return Painter(plan)
+
+    module.renderer = renderer
+    return module
+
+
+def decoded_levels(path) -> list[float]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [float(f.to_ndarray(format="gray").mean()) for f in c.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def short_line(media_dir):
+    from conftest import make_speech
+
+    return make_speech(media_dir / "engines_short.wav", "Bob paid.")
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_pipeline_hands_frames_in_batches_in_order(monkeypatch, parallel, astronaut_png, short_line, tmp_path):
+    from lipsync.pipeline import render
+
+    calls: list = []
+    register_painter(monkeypatch, batch_size=3, parallel=parallel, calls=calls)
+    progress: list = []
+    result = render(ImageRequest(image=str(astronaut_png), audio=str(short_line), engine="painter", seed=1),
+                    tmp_path / "o.mp4", progress=lambda f, stage: progress.append((f, stage)))
+    n = result.n_frames
+    assert sorted(c[0] for c in calls) == list(range(0, n, 3))
+    assert all(size == min(3, n - start) and faces == [1] * size for start, size, faces, _ in calls)
+    assert any(c[3].startswith("lipsync-render") for c in calls) == parallel
+    levels = decoded_levels(tmp_path / "o.mp4")
+    assert len(levels) == n and max(abs(level - (4 * i) % 256) for i, level in enumerate(levels)) < 2
+    rendering = [f for f, stage in progress if stage == "render"][1:]  # after the one at the step's start
+    assert len(rendering) == len(calls) and rendering == sorted(rendering)
+
+
+def test_pipeline_checks_cancel_per_batch(monkeypatch, astronaut_video, short_line, tmp_path):
+    from lipsync.errors import Cancelled
+    from lipsync.pipeline import render
+
+    calls: list = []
+    register_painter(monkeypatch, batch_size=4, parallel=False, calls=calls)
+    out = tmp_path / "o.mp4"
+    with pytest.raises(Cancelled):
+        render(VideoRequest(video=str(astronaut_video), audio=str(short_line), engine="painter"), out,
+               cancel=lambda: len(calls) >= 2)
+    assert [c[:2] for c in calls] == [(0, 4), (4, 4)] and not out.exists()
+
+
+def test_each_dialogue_speaker_gets_its_own_line(monkeypatch, two_people_png, short_line, speech_wav_2, tmp_path):
+    from lipsync.pipeline import AUDIO_RATE, render
+
+    engine = register_painter(monkeypatch, batch_size=8, parallel=True, calls=[])
+    render(MultiRequest(image=str(two_people_png), left_audio=str(short_line), right_audio=str(speech_wav_2),
+                        order="left_right", engine="painter"), tmp_path / "o.mp4")
+    (plan,) = engine.plans
+    left, right = (sp.audio for sp in plan.speakers)
+    assert [sp.role for sp in plan.speakers] == ["left", "right"]
+    assert len(left) == len(right) == len(plan.audio) and np.allclose(left + right, plan.audio, atol=1e-6)
+    n_left = int(np.nonzero(left)[0][-1]) + 1  # the left line ends where the right one starts
+    assert np.abs(right[: n_left - AUDIO_RATE // 10]).max() == 0 and np.abs(left[n_left:]).max() == 0
+    assert np.abs(left).max() > 0.05 and np.abs(right).max() > 0.05
