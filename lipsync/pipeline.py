@@ -138,14 +138,11 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
         with job.clock("analysis"):
             analysis = analyse(job, media)
         result.faces_found = analysis.faces_found
-        # 4. Plan: the engine loaded and its renderer made for this job.
+        # 4. Plan: what the engine is told about the job; the engine loaded and its renderer made for it.
         report(0.1, "render")
         with job.clock("render"):
-            model = engine.load(progress, allow_download=allow_download)
-            plan = RenderPlan(model=request.model, size=media.size, fps=config.FPS, n_frames=media.n_frames,
-                              speakers=analysis.speakers, seed=seed, style=style, mask=media.mask, audio=media.mix,
-                              sample_rate=AUDIO_RATE)
-            renderer = engine.renderer(model, plan)
+            plan = make_plan(job, media, analysis, seed, style)
+            renderer = engine.renderer(engine.load(progress, allow_download=allow_download), plan)
         # 5. Frames: source frames and faces, in the engine's batches, rendered (ahead, if it may).
         batches = frame_batches(job, media, analysis, engine.SPEC.batch_size)
         rendered = render_batches(job, batches, renderer, parallel=engine.SPEC.parallel and job.kind.independent_frames)
@@ -214,6 +211,15 @@ def analyse(job: _Job, media: Media) -> Analysis:
               for name, line, text in media.voices]
     analyzer = job.stack.enter_context(FaceAnalyzer())
     return job.kind.analyse(job.request, media, tracks, analyzer)
+
+
+# -- 4. plan ---------------------------------------------------------------------------------------------
+
+
+def make_plan(job: _Job, media: Media, analysis: Analysis, seed: int, style: object) -> RenderPlan:
+    return RenderPlan(model=job.request.model, size=media.size, fps=config.FPS, n_frames=media.n_frames,
+                      speakers=analysis.speakers, seed=seed, style=style, mask=media.mask, audio=media.mix,
+                      sample_rate=AUDIO_RATE)
 
 
 # -- 5. frames -------------------------------------------------------------------------------------------
