@@ -25,7 +25,11 @@ def _add_common(p: argparse.ArgumentParser, *, render: bool = True) -> None:
     p.add_argument("--seed", type=int, help="same inputs + same seed → identical frames")
     p.add_argument("--prompt", help="style words, e.g. 'calm', 'energetic smile', 'still'")
     p.add_argument("--mask-image", help="white = may change; confines the edit (and can pick the face)")
-    p.add_argument("--engine", default="builtin", help="engine name (default: builtin)")
+    p.add_argument("--engine", default="builtin", help="engine name (default: builtin; see `lipsync engines`)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="download the engine's weights from the Hugging Face Hub first if they are missing "
+                        "(default; once, into the hub cache). --no-download fails instead, naming the files "
+                        "and the command to fetch them (the builtin engine needs none)")
     p.add_argument("--json", action="store_true", help="print the job record as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -164,7 +168,7 @@ def cmd_render(args) -> int:
 
     request = _request(args)
     bar = ProgressBar(enabled=not args.quiet and (sys.stderr.isatty() or os.environ.get("LIPSYNC_PROGRESS") == "1"))
-    record = run_job(request, out_path=args.out, progress=bar)
+    record = run_job(request, out_path=args.out, progress=bar, allow_download=args.download)
     bar.done()
     if args.json:
         print(record.model_dump_json(indent=2))
@@ -230,13 +234,20 @@ def cmd_sync_report(args) -> int:
 
 
 def cmd_engines(args) -> int:
-    from .engines import list_engines
+    from .engines import human_size, licences, list_engines
 
     for engine in list_engines():
         spec, avail = engine.SPEC, engine.availability()
-        state = "ready" if avail.ok else f"unavailable: {avail.reason}"
+        if avail.state == "ready":
+            state = "ready"
+        elif avail.state == "download":
+            size = f" {human_size(avail.download_bytes)}" if avail.download_bytes else ""
+            state = f"needs download{size}: lipsync models download {spec.name}"
+        else:
+            state = f"unavailable: {avail.reason}"
         print(f"{spec.name}: {spec.title} [{state}]")
         print(f"  modes: {', '.join(sorted(spec.modes))}; options: {', '.join(sorted(spec.options))}")
+        print(f"  licences: {licences(spec)}; hardware: {spec.hardware}")
         if spec.prompt_words:
             print(f"  prompt words: {', '.join(spec.prompt_words)}")
     return 0

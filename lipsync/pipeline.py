@@ -1,12 +1,15 @@
 """The recipe: request → media in → analysis → engine → media out.
 
-`render()` reads top to bottom as the job: fetch and probe the inputs, lay out the audio, turn each
-speaker's audio into a mouth track, find the faces, then stream frames source → engine → encoder.
-The job record around it (ids, timings, errors) is `lipsync.jobs`' business.
+`render()` reads top to bottom as the job, one call per step: check the request against the engine,
+load the media (fetch, probe, lay out the audio), analyse it (each speaker's mouth track, the faces of a
+still), plan the render, stream source frames to the engine in batches, encode. What differs between a
+video dub, a talking image and a dialogue is picked once, from `KINDS`. The job record around it (ids,
+timings, errors) is `lipsync.jobs`' business.
 """
 
 from __future__ import annotations
 
+import itertools
 import queue
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +26,10 @@ import cv2
 import numpy as np
 
 from . import config
-from .engines import get_engine
-from .engines.base import Progress, RenderPlan, Speaker
-from .errors import Cancelled, EngineError, InputError
-from .requests import ImageRequest, MultiRequest, Request, VideoRequest
+from .engines import check_request, get_engine
+from .engines.base import FrameBatch, Progress, RenderPlan, Speaker
+from .errors import Cancelled, InputError
+from .requests import ImageRequest, Request, VideoRequest
 
 # Analysis works on 16 kHz mono. The output audio is built by ffmpeg from the source files (AudioMix),
 # so a long job never holds full-rate audio in memory.
@@ -35,6 +38,8 @@ LOUDNESS_TARGET = -16.0  # LUFS
 MAX_GAIN_DB = 30.0
 # x264 quality: at 16 the untouched face region stays ≥ 40 dB (luma PSNR) from the input through encoding.
 CRF = 16
+# Batches a parallel engine renders ahead of the encoder (two threads), as frames of a still.
+RENDER_AHEAD = 4
 CancelCheck = Callable[[], bool]
 
 
@@ -65,138 +70,293 @@ class _Clock:
             self.timings[stage] += time.perf_counter() - t0
 
 
-def render(request: Request, out_path: Path, *, progress: Optional[Progress] = None,
-           cancel: Optional[CancelCheck] = None) -> RenderResult:
-    """Render `request` into `out_path` (an MP4 that appears only when complete)."""
-    from .face import FaceAnalyzer
-    from .media.audio import arrange_dialogue, integrated_loudness, load_audio
-    from .media.fetch import resolve
-    from .media.probe import expect_kind, probe
-    from .media.video import output_size, read_image
-    from .media.writer import AudioMix, AudioTrack, VideoWriter
-    from .speech import analyze_speech
+@dataclass
+class _Job:
+    """What one render carries from step to step."""
 
+    request: Request
+    kind: "_Kind"
+    work: Path  # the job's temp folder
+    clock: _Clock
+    stack: ExitStack  # closes the job's workers and files, last opened first
+
+
+@dataclass
+class Media:
+    """Step 2's result: the visual input and the audio, both on the output timeline."""
+
+    visual: Path
+    size: tuple[int, int]  # output (w, h)
+    scale: float  # output pixels per input pixel
+    mix: np.ndarray  # all speech, 16 kHz mono
+    voices: list[tuple[str, np.ndarray, Optional[str]]]  # (field, that speaker's line, transcript)
+    audio_out: object  # media.writer.AudioMix: what ffmpeg writes as the output's audio
+    mask: Optional[np.ndarray]
+
+    @property
+    def duration(self) -> float:
+        return len(self.mix) / AUDIO_RATE
+
+    @property
+    def n_frames(self) -> int:
+        return max(1, round(self.duration * config.FPS))
+
+
+@dataclass
+class Analysis:
+    """Step 3's result."""
+
+    speakers: list[Speaker]
+    analyzer: object  # face.FaceAnalyzer, open for the job (video frames are tracked as they stream)
+    still: Optional[np.ndarray] = None  # the resized image of an image or dialogue job
+    faces_found: int = 0
+
+
+def render(request: Request, out_path: Path, *, progress: Optional[Progress] = None,
+           cancel: Optional[CancelCheck] = None, allow_download: bool = False) -> RenderResult:
+    """Render `request` into `out_path` (an MP4 that appears only when complete). With `allow_download`,
+    an engine whose weights are missing downloads them first (progress stage "download")."""
     report = progress or (lambda fraction, stage: None)
     engine = get_engine(request.engine)
-    _check_engine(engine, request)
+    # 1. Inputs: the request against what the engine declares, and whether it can run here.
+    check_request(engine, request, allow_download=allow_download, progress=progress)
     style, unknown_words = engine.parse_prompt(request.prompt)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     result = RenderResult(duration=0.0, n_frames=0, seed=seed, engine=engine.SPEC.name, ignored_prompt_words=unknown_words)
     if unknown_words:
         result.warnings.append(f"prompt: not understood by {engine.SPEC.name}: {', '.join(unknown_words)}")
-    clock = _Clock(result.timings)
 
     with tempfile.TemporaryDirectory(prefix="lipsync-job-", dir=config.cache_dir()) as tmp, ExitStack() as stack:
-        work = Path(tmp)
-        # 1. Media in: local paths or URLs → probed local files; audio laid out on the output timeline.
+        job = _Job(request, KINDS[request.model], Path(tmp), _Clock(result.timings), stack)
+        # 2. Media in: local paths or URLs → probed local files; audio laid out on the output timeline.
         report(0.0, "decode")
-        with clock("decode"):
-            visual_field = "video" if isinstance(request, VideoRequest) else "image"
-            visual = resolve(getattr(request, visual_field), visual_field, work)
-            visual_info = probe(visual, visual_field)
-            expect_kind(visual_info, visual_field, ("video",) if visual_field == "video" else ("image",))
-            if isinstance(request, MultiRequest):
-                left_path, right_path = (resolve(getattr(request, f), f, work) for f in ("left_audio", "right_audio"))
-                left = _load_speech(left_path, "left_audio", load_audio, probe, expect_kind)
-                right = _load_speech(right_path, "right_audio", load_audio, probe, expect_kind)
-                mix, left_line, right_line = arrange_dialogue(left, right, request.order)
-                voices = [("left_audio", left_line, request.left_transcript), ("right_audio", right_line, request.right_transcript)]
-                first, second = len(left) / AUDIO_RATE, len(right) / AUDIO_RATE
-                starts = {"meanwhile": (0.0, 0.0), "left_right": (0.0, first), "right_left": (second, 0.0)}[request.order]
-                tracks_out = (AudioTrack(left_path, starts[0]), AudioTrack(right_path, starts[1]))
-                loudness = integrated_loudness(left_line + right_line, AUDIO_RATE)  # as ffmpeg will sum them
-                del left, right
-            else:
-                audio_path = resolve(request.audio, "audio", work)
-                mix = _load_speech(audio_path, "audio", load_audio, probe, expect_kind)
-                voices = [("audio", mix, request.transcript)]
-                tracks_out = (AudioTrack(audio_path),)
-                loudness = integrated_loudness(mix, AUDIO_RATE)
-            size = output_size(visual_info.width, visual_info.height, request.resolution)
-            mask = _load_mask(resolve(request.mask_image, "mask_image", work), size, read_image) if request.mask_image else None
-        n_frames = max(1, round(len(mix) / AUDIO_RATE * config.FPS))
-        result.n_frames, result.duration = n_frames, len(mix) / AUDIO_RATE
-
-        # 2. Analysis: each speaker's own track drives its mouth; find the faces in stills.
+        with job.clock("decode"):
+            media = load_media(job)
+        result.n_frames, result.duration = media.n_frames, media.duration
+        # 3. Analysis: each speaker's own line drives its mouth; the faces of a still are found once.
         report(0.02, "analysis")
-        with clock("analysis"):
-            tracks = [analyze_speech(line, AUDIO_RATE, n_frames, config.FPS, transcript=text, field=name)
-                      for name, line, text in voices]
-            analyzer = stack.enter_context(FaceAnalyzer())
-            still = None
-            if isinstance(request, VideoRequest):
-                speakers = [Speaker(tracks[0], role="speaker")]
-            else:
-                still = cv2.resize(read_image(visual, "image"), size, interpolation=cv2.INTER_AREA)
-                faces = analyzer.detect(still)
-                chosen = _pick_still_faces(request, faces, mask, scale=size[0] / visual_info.width)
-                speakers = [Speaker(track, face, role) for track, face, role in
-                            zip(tracks, chosen, ("left", "right") if len(chosen) == 2 else ("speaker",))]
-                result.faces_found = len(chosen)
-        gain = float(np.clip(LOUDNESS_TARGET - loudness, -MAX_GAIN_DB, MAX_GAIN_DB)) if np.isfinite(loudness) else 0.0
-        audio_out = AudioMix(tracks_out, duration=len(mix) / AUDIO_RATE, gain_db=gain)
-
-        # 3. Engine + media out, streamed frame by frame.
+        with job.clock("analysis"):
+            analysis = analyse(job, media)
+        result.faces_found = analysis.faces_found
+        # 4. Plan: what the engine is told about the job; the engine loaded and its renderer made for it.
         report(0.1, "render")
-        with clock("render"):
-            model = engine.load(progress)
-            plan = RenderPlan(model=request.model, size=size, fps=config.FPS, n_frames=n_frames, speakers=speakers,
-                              seed=seed, style=style, mask=mask, audio=mix, sample_rate=AUDIO_RATE)
-            renderer = engine.renderer(model, plan)
-        if still is None:
-            from .media.video import VideoSource
-
-            source = stack.enter_context(VideoSource(visual, "video", size, config.FPS))
-            tracker = _face_tracker(request, analyzer, mask)
-            # Decoding and tracking each get a worker thread (entered after the source, so they stop
-            # before it closes); rendering stays here and encoding runs in ffmpeg.
-            decoded = stack.enter_context(_Prefetch(_decoded(source, n_frames, clock)))
-            frames = stack.enter_context(_Prefetch(_tracked(decoded, tracker, clock)))
-        else:
-            # A still's frames depend only on their index: render two at a time (numpy and OpenCV
-            # release the GIL), a few frames ahead, in order.
-            pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="lipsync-render"))
-            faces = [sp.face for sp in speakers]
-            frames = _rendered_ahead(pool, renderer, still, faces, n_frames, clock)
-        with VideoWriter(out_path, size, audio_out, fps=config.FPS, crf=CRF) as writer:
-            for index, (frame, faces) in enumerate(frames):
-                if cancel is not None and cancel():
-                    raise Cancelled()
-                with clock("render"):
-                    out = renderer.render(frame, index, faces) if still is None else frame
-                with clock("encode"):
-                    writer.write(out)
-                if isinstance(request, VideoRequest) and faces[0] is not None:
-                    result.faces_found += 1
-                if index % 5 == 0:
-                    report(0.1 + 0.88 * (index + 1) / n_frames, "render")
-            if isinstance(request, VideoRequest) and result.faces_found == 0:
-                raise InputError("video", "no face found in any frame")
-            report(0.98, "encode")
-            with clock("encode"):
-                writer.close()
-        if isinstance(request, VideoRequest) and result.faces_found < n_frames:
-            result.warnings.append(f"video: no face in {n_frames - result.faces_found} of {n_frames} frames; "
-                                   "those frames pass through unchanged")
+        with job.clock("render"):
+            plan = make_plan(job, media, analysis, seed, style)
+            renderer = engine.renderer(engine.load(progress, allow_download=allow_download), plan)
+        # 5. Frames: source frames and faces, in the engine's batches, rendered (ahead, if it may).
+        batches = frame_batches(job, media, analysis, engine.SPEC.batch_size)
+        rendered = render_batches(job, batches, renderer, parallel=engine.SPEC.parallel and job.kind.independent_frames)
+        # 6. Media out: encode batch by batch; cancel and progress per batch.
+        encode(job, rendered, out_path, media, result, report, cancel)
     report(1.0, "encode")
     return result
 
 
-def _check_engine(engine, request: Request) -> None:
-    spec = engine.SPEC
-    if request.model not in spec.modes:
-        raise EngineError(f"engine: {spec.name} cannot render {request.model}")
-    if request.resolution not in spec.resolutions:
-        raise InputError("resolution", f"{spec.name} supports {', '.join(spec.resolutions)}")
-    available = engine.availability()
-    if not available.ok:
-        raise EngineError(f"engine: {spec.name} is not available: {available.reason}")
-    for option in ("prompt", "seed", "mask_image"):
-        if getattr(request, option) is not None and not spec.supports(option):
-            raise InputError(option, f"not supported by the {spec.name} engine")
+# -- 2. media --------------------------------------------------------------------------------------------
 
 
-def _load_speech(path: Path, field: str, load_audio, probe, expect_kind) -> np.ndarray:
+def load_media(job: _Job) -> Media:
+    from .media.fetch import resolve
+    from .media.probe import expect_kind, probe
+    from .media.video import output_size, read_image
+    from .media.writer import AudioMix
+
+    request, name = job.request, job.kind.visual_field
+    visual = resolve(getattr(request, name), name, job.work)
+    info = probe(visual, name)
+    expect_kind(info, name, (name,))
+    mix, voices, tracks_out, loudness = job.kind.audio(request, job.work)
+    size = output_size(info.width, info.height, request.resolution)
+    mask = _load_mask(resolve(request.mask_image, "mask_image", job.work), size, read_image) if request.mask_image else None
+    gain = float(np.clip(LOUDNESS_TARGET - loudness, -MAX_GAIN_DB, MAX_GAIN_DB)) if np.isfinite(loudness) else 0.0
+    audio_out = AudioMix(tracks_out, duration=len(mix) / AUDIO_RATE, gain_db=gain)
+    return Media(visual, size, size[0] / info.width, mix, voices, audio_out, mask)
+
+
+def _one_voice(request, work: Path):
+    """(mix, voices, output tracks, loudness) of a job with one audio input."""
+    from .media.audio import integrated_loudness
+    from .media.fetch import resolve
+    from .media.writer import AudioTrack
+
+    path = resolve(request.audio, "audio", work)
+    mix = _load_speech(path, "audio")
+    return mix, [("audio", mix, request.transcript)], (AudioTrack(path),), integrated_loudness(mix, AUDIO_RATE)
+
+
+def _two_voices(request, work: Path):
+    """The same for a dialogue: each speaker's line placed on the timeline by `order`."""
+    from .media.audio import arrange_dialogue, integrated_loudness
+    from .media.fetch import resolve
+    from .media.writer import AudioTrack
+
+    left_path, right_path = (resolve(getattr(request, f), f, work) for f in ("left_audio", "right_audio"))
+    left, right = _load_speech(left_path, "left_audio"), _load_speech(right_path, "right_audio")
+    mix, left_line, right_line = arrange_dialogue(left, right, request.order)
+    voices = [("left_audio", left_line, request.left_transcript), ("right_audio", right_line, request.right_transcript)]
+    first, second = len(left) / AUDIO_RATE, len(right) / AUDIO_RATE
+    starts = {"meanwhile": (0.0, 0.0), "left_right": (0.0, first), "right_left": (second, 0.0)}[request.order]
+    tracks_out = (AudioTrack(left_path, starts[0]), AudioTrack(right_path, starts[1]))
+    return mix, voices, tracks_out, integrated_loudness(left_line + right_line, AUDIO_RATE)  # as ffmpeg will sum them
+
+
+# -- 3. analysis -----------------------------------------------------------------------------------------
+
+
+def analyse(job: _Job, media: Media) -> Analysis:
+    from .face import FaceAnalyzer
+    from .speech import analyze_speech
+
+    tracks = [analyze_speech(line, AUDIO_RATE, media.n_frames, config.FPS, transcript=text, field=name)
+              for name, line, text in media.voices]
+    analyzer = job.stack.enter_context(FaceAnalyzer())
+    return job.kind.analyse(job.request, media, tracks, analyzer)
+
+
+# -- 4. plan ---------------------------------------------------------------------------------------------
+
+
+def make_plan(job: _Job, media: Media, analysis: Analysis, seed: int, style: object) -> RenderPlan:
+    return RenderPlan(model=job.request.model, size=media.size, fps=config.FPS, n_frames=media.n_frames,
+                      speakers=analysis.speakers, seed=seed, style=style, mask=media.mask, audio=media.mix,
+                      sample_rate=AUDIO_RATE)
+
+
+# -- 5. frames -------------------------------------------------------------------------------------------
+
+
+def frame_batches(job: _Job, media: Media, analysis: Analysis, size: int) -> Iterator[FrameBatch]:
+    """The job's source frames with each speaker's face, `size` at a time (the last batch may be short)."""
+    frames = job.kind.frames(job, media, analysis)
+    for start in itertools.count(0, size):
+        chunk = list(itertools.islice(frames, size))
+        if not chunk:
+            return
+        yield FrameBatch(start, [frame for frame, _ in chunk], [faces for _, faces in chunk])
+
+
+def render_batches(job: _Job, batches: Iterator[FrameBatch], renderer, *, parallel: bool) -> Iterator:
+    """(batch, output frames) in order. A parallel engine renders on two threads (numpy and OpenCV
+    release the GIL), up to RENDER_AHEAD batches early; memory stays a few batches either way."""
+    if not parallel:
+        for batch in batches:
+            with job.clock("render"):
+                out = renderer.render_batch(batch)
+            yield batch, out
+        return
+    pool = job.stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="lipsync-render"))
+    pending: deque = deque()
+    for batch in itertools.chain(batches, [None]):
+        if batch is not None:
+            pending.append((batch, pool.submit(renderer.render_batch, batch)))
+        while pending and (len(pending) > RENDER_AHEAD or batch is None):
+            done, future = pending.popleft()
+            with job.clock("render"):  # the wait for a batch is this stage's time
+                out = future.result()
+            yield done, out
+
+
+# -- 6. encode -------------------------------------------------------------------------------------------
+
+
+def encode(job: _Job, rendered: Iterator, out_path: Path, media: Media, result: RenderResult,
+           report: Progress, cancel: Optional[CancelCheck]) -> None:
+    from .media.writer import VideoWriter
+
+    seen = 0  # frames where a speaker's face was visible
+    with VideoWriter(out_path, media.size, media.audio_out, fps=config.FPS, crf=CRF) as writer:
+        for batch, frames in rendered:
+            if cancel is not None and cancel():
+                raise Cancelled()
+            with job.clock("encode"):
+                for frame in frames:
+                    writer.write(frame)
+            seen += sum(any(face is not None for face in faces) for faces in batch.faces)
+            report(0.1 + 0.88 * (batch.start + len(batch)) / media.n_frames, "render")
+        job.kind.check_faces(result, seen)  # before the file appears
+        report(0.98, "encode")
+        with job.clock("encode"):
+            writer.close()
+
+
+# -- per kind --------------------------------------------------------------------------------------------
+
+
+class _Video:
+    """A dub: frames stream from the video and the speaker's face is tracked in each."""
+
+    visual_field = "video"
+    independent_frames = False  # the tracker and the renderer carry state from frame to frame
+
+    def __init__(self, audio):
+        self.audio = audio
+
+    def analyse(self, request, media: Media, tracks: list, analyzer) -> Analysis:
+        [(_, line, _)] = media.voices
+        return Analysis([Speaker(tracks[0], role="speaker", audio=line)], analyzer)
+
+    def frames(self, job: _Job, media: Media, analysis: Analysis) -> Iterator:
+        from .media.video import VideoSource
+
+        source = job.stack.enter_context(VideoSource(media.visual, "video", media.size, config.FPS))
+        tracker = _face_tracker(job.request, analysis.analyzer, media.mask)
+        # Decoding and tracking each get a worker thread (entered after the source, so they stop
+        # before it closes); rendering stays on this one and encoding runs in ffmpeg.
+        decoded = job.stack.enter_context(_Prefetch(_decoded(source, media.n_frames, job.clock)))
+        return job.stack.enter_context(_Prefetch(_tracked(decoded, tracker, job.clock)))
+
+    def check_faces(self, result: RenderResult, seen: int) -> None:
+        result.faces_found = seen
+        if seen == 0:
+            raise InputError("video", "no face found in any frame")
+        if seen < result.n_frames:
+            result.warnings.append(f"video: no face in {result.n_frames - seen} of {result.n_frames} frames; "
+                                   "those frames pass through unchanged")
+
+
+class _Still:
+    """An image or a dialogue: one picture, its speaking faces found once; frame i depends only on i."""
+
+    visual_field = "image"
+    independent_frames = True
+
+    def __init__(self, audio):
+        self.audio = audio
+
+    def analyse(self, request, media: Media, tracks: list, analyzer) -> Analysis:
+        from .media.video import read_image
+
+        still = cv2.resize(read_image(media.visual, "image"), media.size, interpolation=cv2.INTER_AREA)
+        chosen = _pick_still_faces(request, analyzer.detect(still), media.mask, scale=media.scale)
+        roles = ("left", "right") if len(chosen) == 2 else ("speaker",)
+        speakers = [Speaker(track, face, role, audio=line)
+                    for track, face, role, (_, line, _) in zip(tracks, chosen, roles, media.voices)]
+        return Analysis(speakers, analyzer, still=still, faces_found=len(chosen))
+
+    def frames(self, job: _Job, media: Media, analysis: Analysis) -> Iterator:
+        faces = [sp.face for sp in analysis.speakers]
+        return ((analysis.still, faces) for _ in range(media.n_frames))
+
+    def check_faces(self, result: RenderResult, seen: int) -> None:
+        """The faces were checked when they were picked."""
+
+
+_Kind = _Video | _Still
+# The one place a job's kind picks its behaviour: where frames come from, and how its audio is laid out.
+KINDS: dict[str, _Kind] = {
+    "lipsync-video": _Video(_one_voice),
+    "lipsync-image": _Still(_one_voice),
+    "lipsync-image-multi": _Still(_two_voices),
+}
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _load_speech(path: Path, field: str) -> np.ndarray:
+    from .media.audio import load_audio
+    from .media.probe import expect_kind, probe
+
     info = probe(path, field)
     expect_kind(info, field, ("audio", "video"))
     audio = load_audio(path, field, AUDIO_RATE)
@@ -278,18 +438,6 @@ def _face_tracker(request: VideoRequest, analyzer, mask):
     elif mask is not None:
         pick = lambda faces: max(faces, key=lambda f: _mask_cover(f, mask)) if faces else None  # noqa: E731
     return FaceTracker(analyzer, pick=pick, fps=config.FPS)
-
-
-def _rendered_ahead(pool, renderer, still, faces: list, n_frames: int, clock, ahead: int = 4) -> Iterator:
-    """(rendered frame, faces) for each index of a still, computed by `pool` up to `ahead` frames early."""
-    pending: deque = deque()
-    for index in range(n_frames + ahead):
-        if index < n_frames:
-            pending.append(pool.submit(renderer.render, still, index, faces))
-        if pending and (len(pending) > ahead or index >= n_frames):
-            with clock("render"):  # the wait for a frame is this stage's time
-                out = pending.popleft().result()
-            yield out, faces
 
 
 def _decoded(source, n_frames: int, clock) -> Iterator:

@@ -1,17 +1,31 @@
-"""Engine registry. Engines are modules (see `base`); they are imported only when asked for."""
+"""Engine registry, and the one check of a request against an engine (used by the pipeline, CLI, UI and
+REST API alike). Engines are modules (see `base`); they are imported only when asked for."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING, Optional, Union
 
-from ..errors import EngineError
+from ..errors import EngineError, InputError
+from .base import Availability, EngineSpec, Progress
+
+if TYPE_CHECKING:
+    from ..requests import Request
 
 # name → module path. Neural engines register here too; importing them must stay cheap.
 KNOWN_ENGINES = {
     "builtin": "lipsync.engines.builtin",
 }
 DEFAULT_ENGINE = "builtin"
+
+# Request fields per option an engine declares in `SPEC.options` (a set field needs the option).
+OPTION_FIELDS = {
+    "prompt": ("prompt",),
+    "seed": ("seed",),
+    "mask_image": ("mask_image",),
+    "transcript": ("transcript", "left_transcript", "right_transcript"),
+}
 
 
 def get_engine(name: str | None) -> ModuleType:
@@ -23,3 +37,69 @@ def get_engine(name: str | None) -> ModuleType:
 
 def list_engines() -> list[ModuleType]:
     return [get_engine(name) for name in KNOWN_ENGINES]
+
+
+def check_request(spec_or_engine: Union[EngineSpec, ModuleType], request: "Request", *,
+                  allow_download: bool = False, progress: Optional[Progress] = None) -> None:
+    """Raise if `request` cannot run on the engine: a mode, resolution or option it does not declare
+    (InputError naming the field, or EngineError), or an engine that is unavailable here, or needs a
+    download the user did not allow. With `allow_download`, a missing download happens here first."""
+    engine = get_engine(spec_or_engine.name) if isinstance(spec_or_engine, EngineSpec) else spec_or_engine
+    spec = engine.SPEC
+    if request.model not in spec.modes:
+        raise EngineError(f"engine: {spec.name} cannot render {request.model}")
+    if request.resolution not in spec.resolutions:
+        raise InputError("resolution", f"{spec.name} supports {', '.join(spec.resolutions)}")
+    for option, fields in OPTION_FIELDS.items():
+        for name in fields:
+            if getattr(request, name, None) is not None and not spec.supports(option):
+                raise InputError(name, f"not supported by the {spec.name} engine")
+    available = engine.availability()
+    if available.state == "download" and allow_download:
+        download(engine, progress)
+        available = engine.availability()
+    if available.state == "download":
+        raise EngineError(offline_message(spec, available))
+    if available.state != "ready":
+        raise EngineError(f"engine: {spec.name} is not available: {available.reason}")
+
+
+def download(engine: ModuleType, progress: Optional[Progress] = None) -> None:
+    """Fetch every file the engine declares into the hub cache (progress stage "download", 0..1 over its
+    repos). A failure (offline, no such file, disk full) is an EngineError saying what to run later."""
+    from ..models import hub
+
+    spec, report = engine.SPEC, progress or (lambda fraction, stage: None)
+    repos = spec.weights
+    report(0.0, "download")
+    for done, repo in enumerate(repos):
+        try:
+            hub.local_folder(repo, local_files_only=False)
+        except Exception as exc:  # noqa: BLE001 - offline, refused, a missing file, a full disk, the HTTP
+            # client's own errors: whatever the Hub call raises is a failed download the user can retry
+            reason = (str(exc).strip().splitlines() or [""])[0][:160]
+            missing = Availability("download", missing=tuple(f"{repo.repo_id}/{f.path}" for f in repo.files),
+                                   download_bytes=repo.size)
+            raise EngineError(f"{offline_message(spec, missing)} (download failed: {type(exc).__name__}: {reason})") from None
+        report((done + 1) / len(repos), "download")
+
+
+def offline_message(spec: EngineSpec, available: Availability) -> str:
+    """One line: what is missing, the command that fetches it, and that the built-in engine needs none."""
+    files = ", ".join(available.missing) or ", ".join(r.repo_id for r in spec.weights) or available.reason
+    size = f" ({human_size(available.download_bytes)})" if available.download_bytes else ""
+    return (f"engine: {spec.name} needs a download: {files}{size}; run `lipsync models download {spec.name}` "
+            f"with network access (the {DEFAULT_ENGINE} engine works offline)")
+
+
+def licences(spec: EngineSpec) -> str:
+    """"code Apache-2.0" plus each weight repo's licence as its model card states it."""
+    weights = "; ".join(f"{repo.repo_id} {repo.licence}" for repo in spec.weights)
+    return f"code {spec.code_licence}" + (f"; weights: {weights}" if weights else "")
+
+
+def human_size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

@@ -4,10 +4,13 @@ set of names; it declares what it supports so the UI can disable what it would o
 An engine module provides:
 
     SPEC: EngineSpec
-    def availability() -> Availability            # can it run here, and if not, why
-    def load(progress: Progress | None) -> object  # weights, graphs; may download (neural engines)
+    def availability() -> Availability   # ready / needs a download (what, how big) / unavailable (why)
+    def load(progress: Progress | None, *, allow_download: bool) -> object   # weights, graphs
     def parse_prompt(prompt: str | None) -> tuple[object, list[str]]   # (style, words not understood)
     def renderer(model: object, plan: RenderPlan) -> Renderer
+
+`lipsync.engines.check_request` checks a request against SPEC and availability (downloading first when
+the user allows it); the pipeline then loads the engine once and hands its renderer frames in batches.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ if TYPE_CHECKING:  # engines are handed these; importing them here would load me
     from ..face import Face
     from ..speech import MouthTrack
 
-# (fraction 0..1, stage name) → None; stages: decode, analysis, render, encode.
+# (fraction 0..1, stage name) → None; stages: download (its own 0..1), decode, analysis, render, encode.
 Progress = Callable[[float, str], None]
 
 MODES = ("lipsync-video", "lipsync-image", "lipsync-image-multi")
@@ -44,7 +47,10 @@ class EngineSpec:
     weights: tuple[WeightRepo, ...] = ()
     code_licence: str = "Apache-2.0"
     hardware: str = "any CPU"
-    # Frames the pipeline hands the renderer at once, and whether it may call it from several threads.
+    # Frames the pipeline hands `render_batch` at once (memory is bounded by a few batches), and whether
+    # it may call `render_batch` from several threads at once. Only a still's frames are independent of
+    # each other, so a parallel engine gets two threads there; a video's batches always arrive in order
+    # on one thread (face tracks, smoothing and colour sampling carry over from frame to frame).
     batch_size: int = 1
     parallel: bool = False
 
@@ -75,11 +81,15 @@ class Availability:
 
 @dataclass
 class Speaker:
-    """One face that speaks: its mouth follows `track`. `face` is known up front for stills."""
+    """One face that speaks: its mouth follows `track`. `face` is known up front for stills.
+
+    `audio` is this speaker's own line on the output timeline (mono float32 at `RenderPlan.sample_rate`,
+    silent where another speaker talks), so a neural engine hears each speaker apart, not the mix."""
 
     track: "MouthTrack"
     face: Optional["Face"] = None
     role: str = "speaker"  # "left", "right" or "speaker"
+    audio: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -99,8 +109,26 @@ class RenderPlan:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class FrameBatch:
+    """Consecutive source frames `start, start + 1, ...` on the output timeline, with each speaker's face
+    in each frame (`faces[i][k]`: speaker k in frame i; None where it is not visible). A still's frames
+    are all the same array: never write into them."""
+
+    start: int
+    frames: list[np.ndarray]
+    faces: list[list[Optional["Face"]]]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
 class Renderer(Protocol):
     def render(self, frame: np.ndarray, index: int, faces: list[Optional["Face"]]) -> np.ndarray:
         """Return output frame `index` (RGB uint8, plan.size) from the source frame and each speaker's
         face in it (None where the face is not visible: pass the frame through)."""
+        ...
+
+    def render_batch(self, batch: FrameBatch) -> list[np.ndarray]:
+        """The output frames for `batch`, in order (what the pipeline calls)."""
         ...

@@ -19,15 +19,17 @@ log = logging.getLogger(__name__)
 
 
 def run_job(request: Request, *, out_path: Optional[Path] = None, progress: Optional[Progress] = None,
-            cancel: Optional[CancelCheck] = None, record: Optional[JobRecord] = None) -> JobRecord:
+            cancel: Optional[CancelCheck] = None, record: Optional[JobRecord] = None,
+            allow_download: bool = False) -> JobRecord:
     """Render `request`; always returns the finished record (status completed or failed), never raises
-    for bad input. The output lands at `out_path` (default: LIPSYNC_HOME/outputs/<id>.mp4)."""
+    for bad input. The output lands at `out_path` (default: LIPSYNC_HOME/outputs/<id>.mp4). With
+    `allow_download`, an engine whose weights are missing downloads them first."""
     record = record or JobRecord(model=request.model, request=request.model_dump(exclude_none=True))
     out_path = Path(out_path) if out_path else config.outputs_dir() / f"{record.id}.mp4"
     records.save(record)
     started = time.perf_counter()
     try:
-        result = render(request, out_path, progress=progress, cancel=cancel)
+        result = render(request, out_path, progress=progress, cancel=cancel, allow_download=allow_download)
         record.credits = estimate_for(request, result.duration).credits
     except LipsyncError as exc:
         record.status, record.error = "failed", str(exc)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ...face.landmarks import Face
 from ...face import regions as R
-from ..base import Availability, EngineSpec, Progress, RenderPlan
+from ..base import Availability, EngineSpec, FrameBatch, Progress, RenderPlan
 from . import style as style_mod
 from .life import FaceAnchor, motion_field, motion_maps, plan_life
 from .mouth import MouthColours, mouth_colours, paint_interior
@@ -28,6 +28,10 @@ SPEC = EngineSpec(
     modes=frozenset({"lipsync-video", "lipsync-image", "lipsync-image-multi"}),
     options=frozenset({"resolution", "seed", "prompt", "mask_image", "transcript"}),
     prompt_words=tuple(style_mod.VOCABULARY),
+    # One frame costs milliseconds, so batches would only add latency; a still's frames may render on
+    # two threads (the patch cache is locked and keyed by shape, so the order does not matter).
+    batch_size=1,
+    parallel=True,
 )
 
 MAX_GAP = 0.24  # widest inner-lip gap, in face scales (outer eye-corner distance)
@@ -38,7 +42,7 @@ def availability() -> Availability:
     return Availability("ready")
 
 
-def load(progress: Optional[Progress] = None) -> None:
+def load(progress: Optional[Progress] = None, *, allow_download: bool = False) -> None:
     """Nothing to load: the face models ship inside the mediapipe wheel."""
     return None
 
@@ -118,6 +122,10 @@ class BuiltinRenderer:
             m = self.plan.mask[..., None]
             out = (frame * (1 - m) + out * m + 0.5).astype(np.uint8)
         return out
+
+    def render_batch(self, batch: FrameBatch) -> list[np.ndarray]:
+        return [self.render(frame, batch.start + i, faces)
+                for i, (frame, faces) in enumerate(zip(batch.frames, batch.faces))]
 
     def _mouth(self, src: np.ndarray, out: np.ndarray, geo: MouthGeometry, state: _FaceState, shape: MouthShape):
         x0, y0, x1, y1 = geo.roi
