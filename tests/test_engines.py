@@ -24,12 +24,13 @@ REPO = WeightRepo("test-org/tiny-net", (WeightFile("unet/model.safetensors", 64)
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
-    """An empty hub cache of this test's own (huggingface_hub reads the folder at call time)."""
+    """An empty hub cache of this test's own."""
     import huggingface_hub.constants
 
     cache = tmp_path / "hub"
     cache.mkdir()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))  # lipsync.models.hub reads the environment at each call
     return cache
 
 
