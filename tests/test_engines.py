@@ -296,3 +296,28 @@ def test_each_dialogue_speaker_gets_its_own_line(monkeypatch, two_people_png, sh
     n_left = int(np.nonzero(left)[0][-1]) + 1  # the left line ends where the right one starts
     assert np.abs(right[: n_left - AUDIO_RATE // 10]).max() == 0 and np.abs(left[n_left:]).max() == 0
     assert np.abs(left).max() > 0.05 and np.abs(right).max() > 0.05
+
+
+def test_the_rest_api_refuses_what_the_engine_does_not_support_at_submission(monkeypatch):
+    """The REST API reads the same declaration: a 400 naming the field, before anything is queued."""
+    from starlette.testclient import TestClient
+
+    from lipsync.server import create_app, keys
+
+    register(monkeypatch, "plain", lambda: Availability("ready"))  # supports the resolution only
+    key, _ = keys.create_key("t")
+    monkeypatch.setenv("LIPSYNC_ALLOW_PRIVATE_URLS", "1")  # no DNS lookups for the example URLs
+    with TestClient(create_app()) as client:
+        auth = {"Authorization": f"Bearer {key}"}
+        body = {"formState": {"image": "https://example.org/face.png", "audio": "https://example.org/a.wav",
+                              "engine": "plain", "prompt": "smile"}}
+        response = client.post("/api/v1/lipsync-image", json=body, headers=auth)
+        assert response.status_code == 400, response.text
+        assert "prompt" in response.text and "not supported by the plain engine" in response.text
+        body["formState"].pop("prompt")
+        body["formState"]["resolution"] = "720p"
+        response = client.post("/api/v1/lipsync-image", json=body, headers=auth)
+        assert response.status_code == 400 and "resolution" in response.text
+        response = client.post("/api/v1/lipsync-video", json={"formState": {
+            "video": "https://example.org/v.mp4", "audio": "https://example.org/a.wav", "engine": "plain"}}, headers=auth)
+        assert response.status_code == 400 and "engine" in response.text and "cannot render" in response.text

@@ -39,13 +39,9 @@ def list_engines() -> list[ModuleType]:
     return [get_engine(name) for name in KNOWN_ENGINES]
 
 
-def check_request(spec_or_engine: Union[EngineSpec, ModuleType], request: "Request", *,
-                  allow_download: bool = False, progress: Optional[Progress] = None) -> None:
-    """Raise if `request` cannot run on the engine: a mode, resolution or option it does not declare
-    (InputError naming the field, or EngineError), or an engine that is unavailable here, or needs a
-    download the user did not allow. With `allow_download`, a missing download happens here first."""
-    engine = get_engine(spec_or_engine.name) if isinstance(spec_or_engine, EngineSpec) else spec_or_engine
-    spec = engine.SPEC
+def check_options(spec: EngineSpec, request: "Request") -> None:
+    """What the engine declares it supports, against the request: its job kind, resolution and options.
+    Cheap (no engine is loaded): the REST API calls it at submission, the pipeline before rendering."""
     if request.model not in spec.modes:
         raise EngineError(f"engine: {spec.name} cannot render {request.model}")
     if request.resolution not in spec.resolutions:
@@ -54,6 +50,16 @@ def check_request(spec_or_engine: Union[EngineSpec, ModuleType], request: "Reque
         for name in fields:
             if getattr(request, name, None) is not None and not spec.supports(option):
                 raise InputError(name, f"not supported by the {spec.name} engine")
+
+
+def check_request(spec_or_engine: Union[EngineSpec, ModuleType], request: "Request", *,
+                  allow_download: bool = False, progress: Optional[Progress] = None) -> None:
+    """Raise if `request` cannot run on the engine: a mode, resolution or option it does not declare
+    (InputError naming the field, or EngineError), or an engine that is unavailable here, or needs a
+    download the user did not allow. With `allow_download`, a missing download happens here first."""
+    engine = get_engine(spec_or_engine.name) if isinstance(spec_or_engine, EngineSpec) else spec_or_engine
+    spec = engine.SPEC
+    check_options(spec, request)
     available = engine.availability()
     if available.state == "download" and allow_download:
         download(engine, progress)

@@ -30,7 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import config
-from ..errors import InputError
+from ..engines import check_options, get_engine
+from ..errors import EngineError, InputError
 from ..jobs.records import JobRecord
 from ..media.addresses import check_public  # the same address rules the download applies
 from ..requests import ImageRequest, MultiRequest, VideoRequest, parse_request
@@ -279,6 +280,10 @@ def _new_job(model: str, job_id: str, form_state: dict, webhook: Optional[str], 
         if not settings.allow_private_urls:
             check_public(hostname, field)
     request = parse_request(model, form_state)
+    try:  # what the engine supports is declared once: a 400 naming the field, before anything is queued
+        check_options(get_engine(request.engine).SPEC, request)
+    except EngineError as exc:
+        raise InputError("engine", str(exc).removeprefix("engine: ")) from None
     record = JobRecord(id=job_id, model=model, request=request.model_dump(exclude_none=True))
     return ServerJob(record=record, form_state=form_state, base_url=base, uploads=uploads, webhook=webhook,
                      key_id=key.id)

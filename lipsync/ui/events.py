@@ -26,6 +26,7 @@ from .studio import Studio
 log = logging.getLogger(__name__)
 
 STAGE_LABELS = {
+    "download": "Downloading the engine's weights (once)",
     "decode": "Reading media",
     "analysis": "Analysing audio, finding faces",
     "render": "Rendering",
@@ -267,8 +268,10 @@ def generate(studio: Studio, mode: str, form: dict, *, token: Optional[str] = No
     request = forms.to_request(mode, form, roots=roots)
     record = JobRecord(model=request.model, request=request.model_dump(exclude_none=True), session=viewer.session)
     try:
+        # Only the owner's jobs may start a download (gigabytes on the owner's disk); a visitor's job
+        # with an engine not downloaded yet fails with the command the owner can run.
         record = run_job(request, progress=ProgressReporter(sink, mode), cancel=lambda: studio.cancelled(token),
-                         record=record)
+                         record=record, allow_download=viewer.owner)
         cancelled = studio.cancelled(token)
     finally:
         studio.finish(token)
