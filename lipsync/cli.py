@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import kinds
+from .engines import DEFAULT_ENGINE
 from .errors import InputError, LipsyncError
 
 EXIT_FAILED = 1  # the job ran and failed (bad input, no face, ...)
@@ -25,7 +27,7 @@ def _add_common(p: argparse.ArgumentParser, *, render: bool = True) -> None:
     p.add_argument("--seed", type=int, help="same inputs + same seed → identical frames")
     p.add_argument("--prompt", help="style words, e.g. 'calm', 'energetic smile', 'still'")
     p.add_argument("--mask-image", help="white = may change; confines the edit (and can pick the face)")
-    p.add_argument("--engine", default="builtin", help="engine name (default: builtin; see `lipsync engines`)")
+    p.add_argument("--engine", default=DEFAULT_ENGINE, help=f"engine name (default: {DEFAULT_ENGINE}; see `lipsync engines`)")
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                    help="download the engine's weights from the Hugging Face Hub first if they are missing "
                         "(default; once, into the hub cache). --no-download fails instead, naming the files "
@@ -82,15 +84,15 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lipsync", description="Local, offline lip sync.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for mode, help_ in (("video", "dub a video with new audio"), ("image", "make a portrait talk"),
-                        ("dialogue", "two people in one image, left and right audio")):
-        p = sub.add_parser(mode, help=help_)
+    for kind in kinds.KINDS:
+        mode = kind.tab
+        p = sub.add_parser(mode, help=kind.summary)
         _add_media(p, mode)
         _add_common(p)
 
     cost = sub.add_parser("cost", help="what the hosted API would charge, in credits")
     cost_sub = cost.add_subparsers(dest="mode", required=True)
-    for mode in ("video", "image", "dialogue"):
+    for mode in kinds.TABS:
         p = cost_sub.add_parser(mode)
         _add_media(p, mode, required=False, render=False)
         _add_common(p, render=False)
@@ -256,7 +258,7 @@ def cmd_engines(args) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=os.environ.get("LIPSYNC_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    commands = {"video": cmd_render, "image": cmd_render, "dialogue": cmd_render, "cost": cmd_cost,
+    commands = {**dict.fromkeys(kinds.TABS, cmd_render), "cost": cmd_cost,
                 "sync-report": cmd_sync_report, "engines": cmd_engines}
     try:
         return commands[args.command](args) if args.command in commands else args.handler(args)

@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Optional
 import cv2
 import numpy as np
 
-from . import config
+from . import config, kinds
 from .engines import check_request, get_engine
 from .engines.base import FrameBatch, Progress, RenderPlan, Speaker
 from .errors import Cancelled, InputError
@@ -344,9 +344,9 @@ class _Still:
 _Kind = _Video | _Still
 # The one place a job's kind picks its behaviour: where frames come from, and how its audio is laid out.
 KINDS: dict[str, _Kind] = {
-    "lipsync-video": _Video(_one_voice),
-    "lipsync-image": _Still(_one_voice),
-    "lipsync-image-multi": _Still(_two_voices),
+    kinds.VIDEO.name: _Video(_one_voice),
+    kinds.IMAGE.name: _Still(_one_voice),
+    kinds.DIALOGUE.name: _Still(_two_voices),
 }
 
 

@@ -23,6 +23,7 @@ from typing import Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import home
+from .engines import DEFAULT_ENGINE
 from .errors import InputError
 from .requests import MultiRequest, Order, Resolution, validation_to_input_error
 
@@ -40,7 +41,7 @@ class Preset(BaseModel):
     name: str = Field(min_length=1, max_length=80)
     description: str = ""
     resolution: Resolution = "480p"
-    engine: str = "builtin"
+    engine: str = DEFAULT_ENGINE
     prompt: Optional[str] = None
     seed: Optional[int] = Field(default=None, ge=0, le=2**32 - 1)
     # Speaking order only means something for two-person jobs; None keeps their default.

@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Valid
 
 from .engines import DEFAULT_ENGINE, KNOWN_ENGINES  # names only: no engine module is imported
 from .errors import InputError
+from .kinds import DIALOGUE, IMAGE, NAMES, VIDEO
 
 Resolution = Literal["480p", "720p"]
 Order = Literal["meanwhile", "left_right", "right_left"]
-Model = Literal["lipsync-video", "lipsync-image", "lipsync-image-multi"]
+Model = Literal[NAMES]
 # A face chosen by its index among the detected faces (left to right, from 0), or by a box
 # (x0, y0, x1, y1) in the input image's pixels: the detected face that overlaps it most.
 # Numbers are strict: JSON `true` is not a seed, nor "7" (form fields are converted by the server, which
@@ -48,7 +49,7 @@ class _Options(BaseModel):
 
 
 class VideoRequest(_Options):
-    model: Literal["lipsync-video"] = "lipsync-video"
+    model: Literal[VIDEO.name] = VIDEO.name
     video: str
     audio: str
     transcript: Optional[str] = None
@@ -56,7 +57,7 @@ class VideoRequest(_Options):
 
 
 class ImageRequest(_Options):
-    model: Literal["lipsync-image"] = "lipsync-image"
+    model: Literal[IMAGE.name] = IMAGE.name
     image: str
     audio: str
     transcript: Optional[str] = None
@@ -64,7 +65,7 @@ class ImageRequest(_Options):
 
 
 class MultiRequest(_Options):
-    model: Literal["lipsync-image-multi"] = "lipsync-image-multi"
+    model: Literal[DIALOGUE.name] = DIALOGUE.name
     image: str
     left_audio: str
     right_audio: str
@@ -80,11 +81,10 @@ Request = Union[VideoRequest, ImageRequest, MultiRequest]
 # Options that take a whole number (a face may also be a box): what a text form field may be converted to.
 INT_FIELDS = frozenset({"seed", "face_index", "left_face", "right_face"})
 
-_BY_MODEL = {
-    "lipsync-video": VideoRequest,
-    "lipsync-image": ImageRequest,
-    "lipsync-image-multi": MultiRequest,
-}
+# The request class of each job kind (by its `model` field's default: the kinds table names them).
+REQUEST_CLASSES = {cls.model_fields["model"].default: cls for cls in (VideoRequest, ImageRequest, MultiRequest)}
+assert tuple(REQUEST_CLASSES) == NAMES, "a job kind without a request class"
+_BY_MODEL = REQUEST_CLASSES
 
 
 def parse_request(model: str, form_state: dict) -> Request:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Optional, Protocol
 
 import numpy as np
 
-from .. import config
+from .. import config, kinds
 from ..models.spec import WeightRepo
 
 if TYPE_CHECKING:  # engines are handed these; importing them here would load mediapipe/pocketsphinx
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # engines are handed these; importing them here would load me
 # (fraction 0..1, stage name) → None; stages: download (its own 0..1), decode, analysis, render, encode.
 Progress = Callable[[float, str], None]
 
-MODES = ("lipsync-video", "lipsync-image", "lipsync-image-multi")
+MODES = kinds.NAMES
 OPTIONS = ("resolution", "seed", "prompt", "mask_image", "transcript")
 
 

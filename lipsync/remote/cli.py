@@ -8,9 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from .. import kinds
 from ..errors import InputError
 
-MODEL_BY_MODE = {"video": "lipsync-video", "image": "lipsync-image", "dialogue": "lipsync-image-multi"}
+MODEL_BY_MODE = {k.tab: k.name for k in kinds.KINDS}
 
 
 def add_parser(sub) -> None:

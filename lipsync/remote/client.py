@@ -19,11 +19,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .. import kinds
 from ..errors import InputError, LipsyncError
 
 log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://lipsync.studio/api/v1"
-MODELS = ("lipsync-video", "lipsync-image", "lipsync-image-multi")
+MODELS = kinds.NAMES
 # A POST that got one of these was not processed, so sending it again cannot create a second job
 # (and charge twice). 500/504 may have created one: those are retried for GETs only.
 _POST_RETRY_STATUS = {429, 502, 503}

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from .. import kinds
 from ..errors import InputError
 
-MEDIA_FIELDS = ("video", "image", "audio", "left_audio", "right_audio", "mask_image")
+MEDIA_FIELDS = kinds.MEDIA_FIELDS
 # Local extras of lipsync.requests that the hosted formState does not have.
 LOCAL_ONLY = ("model", "engine", "transcript", "face_index", "left_transcript", "right_transcript",
               "left_face", "right_face")

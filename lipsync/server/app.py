@@ -34,7 +34,7 @@ from ..engines import check_options, get_engine
 from ..errors import EngineError, InputError
 from ..jobs.records import JobRecord
 from ..media.addresses import check_public  # the same address rules the download applies
-from ..requests import ImageRequest, MultiRequest, VideoRequest, parse_request
+from ..requests import REQUEST_CLASSES, ImageRequest, MultiRequest, VideoRequest, parse_request
 from . import keys
 from .body import discard_rest, read_submission
 from .db import DatabaseCorrupt, open_database, server_secret
@@ -47,7 +47,7 @@ from .webhooks import check_webhook_url
 from .worker import MEDIA_FIELDS, JobQueue, upload_dir
 
 log = logging.getLogger(__name__)
-REQUEST_MODELS = {"lipsync-video": VideoRequest, "lipsync-image": ImageRequest, "lipsync-image-multi": MultiRequest}
+REQUEST_MODELS = REQUEST_CLASSES
 MODELS = tuple(REQUEST_MODELS)
 # Served inline by the shared-media route; anything else is a download (an .html or .svg file shown
 # inline would run script on this origin).

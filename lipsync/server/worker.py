@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import config
+from .. import config, kinds
 from ..errors import EngineError, InputError, LipsyncError
 from ..media.fetch import resolve
 from ..requests import Request, parse_request
@@ -24,7 +24,7 @@ from .settings import ServerSettings
 from .store import JobStore, ServerJob
 
 log = logging.getLogger(__name__)
-MEDIA_FIELDS = ("video", "image", "audio", "left_audio", "right_audio", "mask_image")
+MEDIA_FIELDS = kinds.MEDIA_FIELDS
 REVOKED = "the API key that submitted this job was revoked"
 MAX_DELIVERIES = 64
 STALE_PART = 3600.0  # seconds: a partial output nobody has written to for this long is left from a crash

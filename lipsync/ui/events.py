@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import config
+from .. import config, kinds
+from ..engines import DEFAULT_ENGINE
 from ..errors import Cancelled, InputError, LipsyncError, NotAllowed
 from . import forms
 from .access import OWNER, Viewer
@@ -78,7 +79,7 @@ def engine_choices() -> list[tuple[str, str]]:
 def engine_spec(name: Optional[str]):
     from ..engines import get_engine
 
-    return get_engine(name or "builtin").SPEC
+    return get_engine(name or DEFAULT_ENGINE).SPEC
 
 
 def engine_support(mode: str, engine: Optional[str]) -> dict[str, Optional[str]]:
@@ -104,7 +105,7 @@ def prompt_note(engine: Optional[str], prompt: Optional[str]) -> str:
     """Which prompt words the engine understands; the rest are reported, never silently dropped."""
     from ..engines import get_engine
 
-    module = get_engine(engine or "builtin")
+    module = get_engine(engine or DEFAULT_ENGINE)
     if not module.SPEC.supports("prompt"):
         return f"{module.SPEC.title} ignores prompts."
     if blank(prompt):
@@ -168,7 +169,7 @@ def save_preset(mode: str, name: str, form: dict, viewer: Viewer = OWNER, roots:
     try:
         preset = Preset(
             name=name.strip(), description=f"Saved from the {TITLES[mode]} tab.",
-            resolution=form.get("resolution") or "480p", engine=form.get("engine") or "builtin",
+            resolution=form.get("resolution") or "480p", engine=form.get("engine") or DEFAULT_ENGINE,
             prompt=form.get("prompt") or None, seed=seed,
             order=form.get("order") if mode == "dialogue" else None,
             mask_image=forms.persist_upload(mask) if not blank(mask) else None,
@@ -379,9 +380,9 @@ def sync_plot(job_id: Optional[str], viewer: Viewer = OWNER) -> tuple[Optional[s
     req, video = record.request, Path(record.output)
     png = video.with_suffix(".sync.png")
     try:
-        if record.model == "lipsync-image-multi":
+        if record.model == kinds.DIALOGUE.name:
             return _dialogue_sync(record, png)
-        reference = Path(req["video"]) if record.model == "lipsync-video" else None
+        reference = Path(req["video"]) if record.model == kinds.VIDEO.name else None
         report = sync_report(video, Path(req["audio"]), transcript=req.get("transcript"), reference=reference,
                              face_index=req.get("face_index"), plot=png)
     except LipsyncError as exc:
@@ -457,8 +458,8 @@ def history_rows(viewer: Viewer = OWNER) -> tuple[list[list], list[str]]:
     for record in (r for r in list_jobs() if viewer.may_see(r)):
         req = record.request
         mode = forms.MODE_OF.get(record.model, "")
-        inputs = [Path(str(req[k])).name for k in ("video", "image", "audio", "left_audio", "right_audio") if req.get(k)]
-        settings = [req.get("resolution", "480p"), req.get("engine", "builtin")]
+        inputs = [Path(str(req[k])).name for k in kinds.MEDIA_FIELDS if k != "mask_image" and req.get(k)]
+        settings = [req.get("resolution", "480p"), req.get("engine", DEFAULT_ENGINE)]
         if req.get("order"):
             settings.append(req["order"])
         if req.get("seed") is not None:

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .. import pricing
+from .. import kinds, pricing
 from ..errors import InputError
 from ..requests import Request, parse_request
 from .studio import Limits, uploads_dir
 
-MODES = ("video", "image", "dialogue")
-MODEL = {"video": "lipsync-video", "image": "lipsync-image", "dialogue": "lipsync-image-multi"}
-MODE_OF = {model: mode for mode, model in MODEL.items()}
-TITLES = {"video": "Video dub", "image": "Talking image", "dialogue": "Dialogue"}
+MODES = kinds.TABS
+MODEL = {k.tab: k.name for k in kinds.KINDS}
+MODE_OF = {k.name: k.tab for k in kinds.KINDS}
+TITLES = {k.tab: k.title for k in kinds.KINDS}
 
 _OPTIONS = ("resolution", "engine", "mask_image", "prompt", "seed")
 FIELDS = {
@@ -26,12 +26,9 @@ FIELDS = {
     "dialogue": ("image", "left_audio", "right_audio", "order", *_OPTIONS, "left_transcript", "right_transcript",
                  "left_face", "right_face", "face_override"),
 }
-MEDIA = {
-    "video": {"video": ("video",), "audio": ("audio", "video")},
-    "image": {"image": ("image",), "audio": ("audio", "video")},
-    "dialogue": {"image": ("image",), "left_audio": ("audio", "video"), "right_audio": ("audio", "video")},
-}
-AUDIO_FIELDS = {"video": ("audio",), "image": ("audio",), "dialogue": ("left_audio", "right_audio")}
+# Per tab: each media field and the kinds of file it takes (speech may come from a video's sound track).
+MEDIA = {k.tab: {k.visual: (k.visual,), **{a: ("audio", "video") for a in k.audio_fields}} for k in kinds.KINDS}
+AUDIO_FIELDS = {k.tab: k.audio_fields for k in kinds.KINDS}
 # Engine options a form field depends on (EngineSpec.options names).
 OPTION_OF = {"mask_image": "mask_image", "prompt": "prompt", "seed": "seed", "transcript": "transcript",
              "left_transcript": "transcript", "right_transcript": "transcript"}

@@ -17,6 +17,7 @@ gradio_import.install()  # before Gradio's first import: skips its per-import st
 
 import gradio as gr  # noqa: E402
 
+from ..engines import DEFAULT_ENGINE
 from ..errors import Cancelled, InputError, LipsyncError
 from . import events, forms
 from .access import Access
@@ -105,7 +106,7 @@ def _options(tab: JobTab, studio: Studio) -> None:
         f["resolution"] = gr.Radio(resolutions, value="480p", label="Resolution", scale=2,
                                    info="Short side of the output")
     x["preset_note"] = gr.Markdown(visible=False)
-    f["engine"] = gr.Dropdown(choices=[("Built-in (fast, offline)", "builtin")], value="builtin", label="Engine",
+    f["engine"] = gr.Dropdown(choices=[(DEFAULT_ENGINE, DEFAULT_ENGINE)], value=DEFAULT_ENGINE, label="Engine",
                               allow_custom_value=True)
     x["engine_note"] = gr.Markdown(elem_classes="prompt-note")
     with gr.Accordion("Advanced", open=False):
@@ -536,7 +537,7 @@ def build_ui(studio: Optional[Studio] = None, access: Optional[Access] = None) -
         def page_load(request: gr.Request):
             viewer = access.viewer(request)
             choices = events.engine_choices()
-            notes = [f"<small>{events.engine_summary('builtin')}</small>", events.prompt_note("builtin", "")]
+            notes = [f"<small>{events.engine_summary(DEFAULT_ENGINE)}</small>", events.prompt_note(DEFAULT_ENGINE, "")]
             owner_only = [gr.update(visible=viewer.owner) for _ in tabs_by_mode]
             return [u for _ in tabs_by_mode for u in (gr.update(choices=choices), *notes)] + owner_only + \
                 [*events.history_rows(viewer), events.engines_rows(), events.storage_text(studio, viewer),

@@ -15,6 +15,7 @@ import numpy as np
 
 from ...face.landmarks import Face
 from ...face import regions as R
+from ... import kinds
 from ..base import Availability, EngineSpec, FrameBatch, Progress, RenderPlan
 from . import style as style_mod
 from .life import FaceAnchor, motion_field, motion_maps, plan_life
@@ -25,7 +26,7 @@ SPEC = EngineSpec(
     name="builtin",
     title="Built-in (fast, offline)",
     description="Landmark-driven mouth and jaw warp with a painted mouth interior. No download; CPU.",
-    modes=frozenset({"lipsync-video", "lipsync-image", "lipsync-image-multi"}),
+    modes=frozenset(kinds.NAMES),
     options=frozenset({"resolution", "seed", "prompt", "mask_image", "transcript"}),
     prompt_words=tuple(style_mod.VOCABULARY),
     # One frame costs milliseconds, so batches would only add latency; a still's frames may render on
@@ -70,7 +71,7 @@ class BuiltinRenderer:
     def __init__(self, plan: RenderPlan):
         self.plan = plan
         self.style: style_mod.Style = plan.style or style_mod.Style()
-        self.still = plan.model != "lipsync-video"
+        self.still = plan.model != kinds.VIDEO.name
         self.states = [_FaceState() for _ in plan.speakers]
         self.lock = threading.Lock()
         self.life = None
