@@ -49,6 +49,27 @@ def window_starts(frames: Sequence[int], fps: int = 25) -> np.ndarray:
     return np.array([math.floor(f * multiplier) for f in frames], dtype=np.int64)
 
 
+@torch.inference_mode()
+def frame_context(features: torch.Tensor, frames: Sequence[int], fps: int = 25) -> torch.Tensor:
+    """UNet context of the given frames from `audio_features`' output, (len(frames), 50, 384) in its dtype:
+    each frame's 10 steps x 5 states (zeros outside the audio), flattened time-major (token 5 * step +
+    state), plus the positional encoding over the 50 tokens (audio_processor.py:68-93, inference.py:200)."""
+    fps = int(fps)
+    pad = math.ceil(AUDIO_FPS / fps)
+    left = pad * PAD_LEFT
+    starts = window_starts(frames, fps)
+    length = features.shape[0]
+    # MuseTalk pads 3x on the right (enough for its own frame count); frames past the audio see zeros.
+    right = max(pad * 3 * PAD_RIGHT, int(starts.max(initial=0)) + WINDOW - left - length)
+    zeros = features.new_zeros((1, *features.shape[1:]))
+    padded = torch.cat([zeros.expand(left, -1, -1), features, zeros.expand(right, -1, -1)], dim=0)
+    index = torch.as_tensor(starts, device=features.device)[:, None] + torch.arange(WINDOW, device=features.device)
+    windows = padded[index]  # (T, 10, 5, d)
+    context = windows.reshape(len(starts), -1, windows.shape[-1])
+    pe = positional_encoding(context.shape[1], context.shape[2]).to(context.device, context.dtype)
+    return context + pe
+
+
 class MuseTalkPipeline:
     """The three models and the seams `check.py` calls. Numpy in and out; torch tensors accepted."""
 
@@ -77,28 +98,9 @@ class MuseTalkPipeline:
             return torch.zeros((0, 5, self.d_model), device=self.device, dtype=self.dtype)
         return torch.cat(states, dim=0)[:length]
 
-    @torch.inference_mode()
-    def context_for(self, features: torch.Tensor, frames: Sequence[int], fps: int = 25) -> torch.Tensor:
-        """UNet context of the given frames, (len(frames), 50, 384) in the model dtype: each frame's 10
-        steps x 5 states (zeros outside the audio), flattened time-major, plus the positional encoding."""
-        fps = int(fps)
-        pad = math.ceil(AUDIO_FPS / fps)
-        left = pad * PAD_LEFT
-        starts = window_starts(frames, fps)
-        length = features.shape[0]
-        # MuseTalk pads 3x on the right (enough for its own frame count); frames past the audio see zeros.
-        right = max(pad * 3 * PAD_RIGHT, int(starts.max(initial=0)) + WINDOW - left - length)
-        zeros = features.new_zeros((1, *features.shape[1:]))
-        padded = torch.cat([zeros.expand(left, -1, -1), features, zeros.expand(right, -1, -1)], dim=0)
-        index = torch.as_tensor(starts, device=features.device)[:, None] + torch.arange(WINDOW, device=features.device)
-        windows = padded[index]  # (T, 10, 5, d)
-        context = windows.reshape(len(starts), -1, windows.shape[-1])  # token 5 * step + state
-        pe = positional_encoding(context.shape[1], context.shape[2]).to(context.device, context.dtype)
-        return context + pe
-
     def audio_context(self, audio_16k: ArrayLike, n_frames: int, fps: int = 25) -> np.ndarray:
         """(n_frames, 50, 384) float32, positional encoding included."""
-        context = self.context_for(self.audio_features(audio_16k), range(int(n_frames)), fps)
+        context = frame_context(self.audio_features(audio_16k), range(int(n_frames)), fps)
         return context.float().cpu().numpy()
 
     # ---- crops -> latents -> UNet -> crops (FACTS.md sections 6, 7)
