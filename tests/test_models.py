@@ -300,3 +300,26 @@ def test_download_problems_are_named_and_network_errors_fall_back_to_the_offline
     assert hub.download_problem(LocalEntryNotFoundError("offline"), REPO_ID, None) is None
     disk = hub.download_problem(OSError(errno.ENOSPC, "No space left on device", "/cache/blob"), REPO_ID, None)
     assert disk == f"{REPO_ID}: download failed: No space left on device: /cache/blob"
+
+
+def test_a_cache_copied_without_its_symlinks_still_loads(tiny_cached):
+    """A copy that turned each snapshot symlink into a text file naming its blob (a tool that does not
+    keep symlinks; git with core.symlinks=false), made read-only: loaded through links of our own,
+    without writing into the cache."""
+    for path in FILES:
+        link = tiny_cached.snapshot / path
+        target = os.readlink(link)
+        link.unlink()
+        link.write_text(target)
+    for folder in [tiny_cached.folder, *tiny_cached.folder.rglob("*")]:
+        if folder.is_dir():
+            folder.chmod(0o555)
+    try:
+        folder = hub.local_folder(tiny_cached.weight_repo())
+        for path, data in FILES.items():
+            assert (folder / path).read_bytes() == data
+        assert tiny_cached.snapshot not in folder.parents  # a view of our own, not the cache
+    finally:
+        for folder in [tiny_cached.folder, *tiny_cached.folder.rglob("*")]:
+            if folder.is_dir():
+                folder.chmod(0o755)

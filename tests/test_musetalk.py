@@ -119,6 +119,7 @@ def pipe(tiny_weights, tmp_path_factory):
     cache = make_hub(tmp_path_factory.mktemp("hub"), tiny_weights)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+        mp.setenv("HF_HUB_CACHE", str(cache))  # lipsync.models.hub reads the environment at each call
         return musetalk.load_pipeline(device="cpu", dtype="float32", local_files_only=True,
                                       home=tmp_path_factory.mktemp("home"))
 

@@ -222,4 +222,40 @@ def local_folder(repo: WeightRepo, *, local_files_only: bool = True, home: Optio
         raise LocalEntryNotFoundError(f"{repo.repo_id}: missing {', '.join(missing)}")
     if repo.repo_id not in read_pins(home):  # first resolution: the snapshot folder is named after its commit
         write_pin(repo.repo_id, folder.name, home)
-    return folder
+    return _followed(folder, repo)
+
+
+_POINTER = re.compile(r"(?:\.\./)+blobs/[0-9a-f]{40,64}")
+
+
+def _pointer_target(path: Path) -> Optional[Path]:
+    """The blob a snapshot entry names when its symlink became a small text file holding the link's target
+    (a cache copied by a tool that does not keep symlinks, or checked out by git with core.symlinks=false)."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 200:
+        return None
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not _POINTER.fullmatch(text):
+        return None
+    target = (path.parent / text).resolve()
+    return target if target.is_file() else None
+
+
+def _followed(folder: Path, repo: WeightRepo) -> Path:
+    """`folder` itself, or, when its entries are such text pointers, a private folder of real symlinks to
+    the blobs (the cache may be read-only, so it is never repaired in place)."""
+    targets = {f.path: _pointer_target(folder / f.path) for f in repo.files}
+    if not any(targets.values()):
+        return folder
+    view = config.private_dir(config.cache_dir() / "hub-views" / f"{repo.repo_id.replace('/', '--')}--{folder.name}")
+    for name, target in targets.items():
+        link = view / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        real = target or (folder / name).resolve()
+        if link.is_symlink() and Path(os.readlink(link)) == real:
+            continue
+        link.unlink(missing_ok=True)
+        link.symlink_to(real)
+    return view
