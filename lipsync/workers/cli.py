@@ -70,6 +70,13 @@ def _register_info(engines: list[str]) -> None:
         return info
 
 
+def _waiting(conn, channel, name: str) -> int:
+    try:
+        return channel.queue_declare(name, passive=True).message_count
+    except conn.channel_errors:  # a queue nothing was ever sent to does not exist yet
+        return 0
+
+
 def cmd_workers(args: argparse.Namespace) -> int:
     from .celery_app import create_celery
     from .settings import queue_for
@@ -89,7 +96,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
         names = sorted({queue_for(e) for w in workers for e in (w["engines"] or [])} | {queue_for("builtin")})
         with app.connection_for_read() as conn:
             channel = conn.default_channel
-            queues = {name: channel.queue_declare(name, passive=True).message_count for name in names}
+            queues = {name: _waiting(conn, channel, name) for name in names}
     except OSError as exc:
         raise InputError("broker", f"cannot reach {args.broker.split('@')[-1]} ({exc})") from None
     finally:
