@@ -22,7 +22,9 @@ import pytest
 from conftest import make_speech, save_rgb
 from lipsync.cli import main as cli_main
 from lipsync.server import ServerSettings, create_app
+from lipsync.server.db import server_secret
 from lipsync.server.keys import create_key
+from lipsync.workers.dispatch import job_token
 from lipsync.workers.settings import BrokerSettings
 from test_server import Receiver, free_port, serve_app, serve_http, static_files, wait_for
 
@@ -186,6 +188,17 @@ def test_a_job_submitted_over_rest_completes_on_a_worker(cluster, capsys):
     record = stored_record(cluster["home"], job_id)
     assert record["worker"] in ("w1@test", "w2@test") and record["status"] == "completed"
     assert dispatch_row(cluster["home"], job_id)["attempts"] == 1
+
+    # A late second result for the finished job is answered "not kept" and changes nothing; a wrong
+    # token opens nothing.
+    row = dispatch_row(cluster["home"], job_id)
+    late = {"task_id": row["task_id"], "worker": "w9@test", "record": {**record, "status": "failed", "error": "late"}}
+    base = f"{cluster['url']}/api/v1/worker/jobs/{job_id}"
+    token = job_token(server_secret(cluster["home"]), job_id)
+    answer = httpx.post(f"{base}/result", json=late, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200 and answer.json() == {"accepted": False}
+    assert httpx.post(f"{base}/result", json=late, headers={"Authorization": "Bearer " + "0" * 64}).status_code == 401
+    assert stored_record(cluster["home"], job_id) == record
 
     assert cli_main(["workers", "--broker", cluster["redis"].url, "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
