@@ -1,7 +1,7 @@
 # Lipsync Studio: install, test, run. Every target is idempotent and quick the second time.
 #
-#   make install   .venv with torch (CPU) and the package in editable mode, with dev extras
-#   make sysdeps   Debian packages the tests need (espeak-ng, sox), installed only when missing
+#   make install   .venv with torch (CPU) and the package in editable mode, with dev and workers extras
+#   make sysdeps   Debian packages the tests need (espeak-ng, sox, redis-server), installed only when missing
 #   make test      sysdeps + install, then the test suite offline
 #   make run       the app (app.py), or until it exists one CLI example into out/
 #   make bench     the benchmark (bench/run.py)
@@ -22,7 +22,7 @@ TORCH := torch==2.13.0
 # "command:debian-package" pairs; a package is installed only when its command is missing.
 # chromium: the browser test drives Debian's chromium with Playwright (which cannot download browsers here);
 # the Debian package brings the libraries it needs.
-SYSDEPS := espeak-ng:espeak-ng sox:sox chromium:chromium openssl:openssl
+SYSDEPS := espeak-ng:espeak-ng sox:sox chromium:chromium openssl:openssl redis-server:redis-server
 
 .PHONY: install sysdeps test run bench assets
 
@@ -36,7 +36,7 @@ $(PY):
 # distribution (reinstalling contrib's files that the uninstall removed).
 $(STAMP): | $(PY)
 	$(PIP) install '$(TORCH)'
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[dev,workers]'
 	@others="$$($(PIP) list --format=freeze 2>/dev/null | grep -ioE '^opencv-(python|python-headless|contrib-python-headless)==' | tr -d '=' || true)"; \
 	if [ -n "$$others" ] && $(PIP) show opencv-contrib-python >/dev/null 2>&1; then \
 		version="$$($(PIP) show opencv-contrib-python | sed -n 's/^Version: //p')"; \

@@ -112,10 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .remote.cli import add_parser as add_remote
     from .server.cli import add_parser as add_keys
     from .models.cli import add_parser as add_models
+    from .workers.cli import add_parser as add_workers
 
     add_remote(sub)  # `lipsync remote video|image|dialogue`; their handlers come with set_defaults(handler=...)
     add_keys(sub)  # `lipsync keys create|list|revoke`
     add_models(sub)  # `lipsync models list|download|verify|remove`
+    add_workers(sub)  # `lipsync worker` and `lipsync workers` (Celery)
     return parser
 
 

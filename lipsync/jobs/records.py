@@ -39,6 +39,8 @@ class JobRecord(BaseModel):
     # The studio browser session that made the job (a hash); None for REST and CLI jobs. Visitors of a
     # shared studio see only their own session's jobs.
     session: Optional[str] = None
+    # The Celery worker (its hostname) that rendered the job, when the server uses workers.
+    worker: Optional[str] = None
 
     def public(self) -> dict[str, Any]:
         """Exactly the hosted API's job object."""

@@ -20,13 +20,14 @@ log = logging.getLogger(__name__)
 
 def run_job(request: Request, *, out_path: Optional[Path] = None, progress: Optional[Progress] = None,
             cancel: Optional[CancelCheck] = None, record: Optional[JobRecord] = None,
-            allow_download: bool = False) -> JobRecord:
+            allow_download: bool = False, records_dir: Optional[Path] = None) -> JobRecord:
     """Render `request`; always returns the finished record (status completed or failed), never raises
-    for bad input. The output lands at `out_path` (default: LIPSYNC_HOME/outputs/<id>.mp4). With
-    `allow_download`, an engine whose weights are missing downloads them first."""
+    for bad input. The output lands at `out_path` (default: LIPSYNC_HOME/outputs/<id>.mp4), the record
+    in `records_dir` (default: LIPSYNC_HOME/jobs; a Celery worker keeps it in the job's scratch folder).
+    With `allow_download`, an engine whose weights are missing downloads them first."""
     record = record or JobRecord(model=request.model, request=request.model_dump(exclude_none=True))
     out_path = Path(out_path) if out_path else config.outputs_dir() / f"{record.id}.mp4"
-    records.save(record)
+    records.save(record, records_dir)
     started = time.perf_counter()
     try:
         result = render(request, out_path, progress=progress, cancel=cancel, allow_download=allow_download)
@@ -45,7 +46,7 @@ def run_job(request: Request, *, out_path: Optional[Path] = None, progress: Opti
         record.ignoredPromptWords = result.ignored_prompt_words
         record.request["seed"] = result.seed  # so the user can reproduce a job that had no seed
     record.executionTime = round((time.perf_counter() - started) * 1000)
-    records.save(record)
+    records.save(record, records_dir)
     return record
 
 

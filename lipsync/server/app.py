@@ -35,6 +35,7 @@ from ..errors import EngineError, InputError
 from ..jobs.records import JobRecord
 from ..media.addresses import check_public  # the same address rules the download applies
 from ..requests import REQUEST_CLASSES, ImageRequest, MultiRequest, VideoRequest, parse_request
+from ..workers.settings import BrokerSettings
 from . import keys
 from .body import discard_rest, read_submission
 from .db import DatabaseCorrupt, open_database, server_secret
@@ -81,6 +82,7 @@ class ErrorBody(BaseModel):
 ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in (
     (400, "bad input; `field` names it"), (401, "missing or invalid API key"), (404, "unknown job"),
     (413, "a body, field or upload over its size limit"), (429, "too many failed attempts: see Retry-After"),
+    (503, "the job broker (workers' queue) is unreachable: try again later"),
 )}  # fmt: skip
 
 
@@ -99,15 +101,23 @@ def _request_body(model: str) -> dict:
                                           "multipart/form-data": {"schema": multipart}}}
 
 
-def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path] = None) -> FastAPI:
+def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path] = None,
+               broker: Optional[BrokerSettings] = None) -> FastAPI:
     """The API app; its lifespan starts and stops the job queue. Mount the UI on it at "/"."""
     settings = settings or ServerSettings.from_env()
     home = config.private_dir(Path(home) if home else config.home())
     open_database(home)  # a corrupt server.db is moved aside, with one line saying so
     store = JobStore(home)
-    queue = JobQueue(store, settings)
     secret = server_secret(home)
     throttle = AuthThrottle(settings.auth_failures, settings.auth_failure_decay)
+    broker = broker or BrokerSettings.from_env()
+    if broker.url:  # renders go to Celery workers; else the embedded thread queue (nothing to install)
+        from ..workers.dispatch import CeleryQueue
+        from ..workers.routes import worker_router
+
+        queue = CeleryQueue(store, settings, broker)
+    else:
+        queue = JobQueue(store, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -184,6 +194,9 @@ def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path
 
     def submit_route(model: str):
         async def submit(request: Request, key: keys.KeyInfo = Depends(require_key)) -> dict:
+            reason = await run_in_threadpool(queue.unavailable)
+            if reason:  # before the body is read: nothing is stored for a job that cannot run
+                raise ApiError(503, reason, headers={"Retry-After": "10"})
             job_id = str(uuid.uuid4())
             folder = upload_dir(home, job_id)
             try:
@@ -200,7 +213,7 @@ def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
-            queue.notify()
+            queue.submitted(job)
             return {"id": job.id, "status": "processing"}
 
         submit.__name__ = f"submit_{model.replace('-', '_')}"
@@ -254,6 +267,8 @@ def create_app(settings: Optional[ServerSettings] = None, *, home: Optional[Path
                             content_disposition_type="attachment", headers=NOSNIFF)
 
     app.include_router(api)
+    if broker.url:
+        app.include_router(worker_router(queue, throttle))
     return app
 
 

@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 from urllib.parse import urlsplit
 
 from .. import config, kinds
@@ -65,11 +66,8 @@ class JobQueue:
     def start(self) -> None:
         for job_id in self.store.fail_interrupted():
             log.warning("job %s was running when the server stopped: marked failed", job_id)
-        self._clean_leftovers()
-        self._stop.clear()
-        self._accepting = True
-        for job in self.store.pending_webhooks():
-            self._send_webhook(job)
+        self.clean_leftovers()
+        self.start_webhooks()
         self._threads = [threading.Thread(target=self._loop, name=f"lipsync-worker-{n}", daemon=True)
                          for n in range(self.settings.workers)]
         for thread in self._threads:
@@ -77,22 +75,40 @@ class JobQueue:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Cancel running renders (they go back to the queue and resume at the next start)."""
-        self._stop.set()
-        self._wake.set()
         deadline = time.monotonic() + timeout
-        self._accepting = False  # deliveries not yet sent stay pending and go out at the next start
+        self.stop_webhooks()
+        self._wake.set()
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _clean_leftovers(self) -> None:
+    def start_webhooks(self) -> None:
+        """Accept deliveries, and send those left pending by the last run."""
+        self._stop.clear()
+        self._accepting = True
+        for job in self.store.pending_webhooks():
+            self.send_webhook(job)
+
+    def stop_webhooks(self) -> None:
+        self._stop.set()
+        self._accepting = False  # deliveries not yet sent stay pending and go out at the next start
+
+    def unavailable(self) -> Optional[str]:
+        """Why new submissions cannot be taken now (answered 503), or None. Threads are always there."""
+        return None
+
+    def submitted(self, job: ServerJob) -> None:
+        """A new job is in the store: wake a worker thread."""
+        self.notify()
+
+    def clean_leftovers(self, live: tuple[str, ...] = ("queued",)) -> None:
         """At start-up, before any worker runs: what a killed process left behind. Downloads and scratch
-        files of jobs (server/work), uploads of finished or vanished jobs, and partial outputs of server
+        files of jobs (server/work), uploads of jobs not in a `live` state, and partial outputs of server
         jobs (or any nobody has touched for an hour: the UI and CLI write there too)."""
         states = self.store.states()
         shutil.rmtree(self.home / "server" / "work", ignore_errors=True)
         uploads = self.home / "server" / "uploads"
         for folder in uploads.glob("*") if uploads.is_dir() else ():
-            if states.get(folder.name) != "queued":
+            if states.get(folder.name) not in live:
                 shutil.rmtree(folder, ignore_errors=True)
         outputs = self.home / "outputs"
         for part in outputs.glob(".*.part.mp4") if outputs.is_dir() else ():
@@ -159,7 +175,7 @@ class JobQueue:
         job.record = record
         self.store.finish(record)
         if job.webhook:
-            self._send_webhook(job)
+            self.send_webhook(job)
 
     def _fetch_media(self, job: ServerJob, workdir: Path) -> Request:
         """Download URL inputs under the server's limits; uploaded files are already local."""
@@ -178,7 +194,7 @@ class JobQueue:
                                       allow_private=self.settings.allow_private_urls))
         return parse_request(job.record.model, form)
 
-    def _send_webhook(self, job: ServerJob) -> None:
+    def send_webhook(self, job: ServerJob) -> None:
         if self._accepting:  # else: not started or shutting down; the delivery stays pending
             threading.Thread(target=self._deliver, args=(job,), name=f"lipsync-webhook-{job.id[:8]}",
                              daemon=True).start()
