@@ -260,13 +260,13 @@ def phone_class(phoneme: str) -> Optional[str]:
 # Written for this measurement (none of them is in the tests): many /p b m/ in every position, rounded
 # (oo, oh, aw, w) and spread (ee, i, ay) vowels, and pauses at commas and full stops.
 SENTENCES: tuple[str, ...] = (
-    "Pete keeps a map in his pocket, but he seems to be lost.",
+    "Pete keeps a map in his pocket, but he knows the way home.",
     "Who moved my blue boots? Maybe Paul knows.",
     "We will meet by the pool at noon, then walk home.",
-    "Big bees buzz above the bright pink blossoms.",
+    "Big bees buzz over the pink roses, in the warm noon sun.",
     "Mow the lawn, Bill. Then please put the bowl back.",
     "The moon rose slowly over the empty beach.",
-    "Peas, beans and plums make a cheap meal.",
+    "Peas, beans and plums make a cheap, good soup for two.",
     "Bring me the paper, please. It is about the boat show.",
     "Ruby wore a woolen robe, and we both sipped warm soup.",
     "Maybe we could swim, but the water looks too cold.",
