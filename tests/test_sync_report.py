@@ -16,7 +16,8 @@ from lipsync.errors import InputError
 from lipsync.face import FaceAnalyzer
 from lipsync.media.audio import load_audio
 from lipsync.quality import SyncReport, sync_report
-from lipsync.quality.sync_report import best_lagged_correlation, closed_threshold, silence_frames
+from lipsync.quality.sync_report import (ALIGNMENT_FAILED, NO_TRANSCRIPT, best_lagged_correlation, closed_threshold,
+                                        silence_frames)
 from lipsync.speech import speech_envelope
 from lipsync.quality.reference import align_transcript
 from test_face import MouthOpener
@@ -109,6 +110,22 @@ def test_late_mouth_gives_positive_lag(talk, speech_wav, tmp_path):
     assert report.best_lag == 3
     assert report.r > 0.65
     assert not report.passed()  # |lag| > 1
+
+
+def test_the_reference_never_uses_the_engines_phone_decoder(good_video, speech_wav, monkeypatch):
+    import lipsync.speech.phones as engine_phones
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the sync report used the engine's own phone decoder")
+
+    for name in ("decode_phones", "align_phones", "phone_decoder", "align_decoder"):
+        monkeypatch.setattr(engine_phones, name, forbidden)
+    aligned = sync_report(good_video, speech_wav, transcript=BOB)
+    assert aligned.phone_reference == "transcript" and aligned.n_bilabials >= 8 and aligned.note is None
+    without = sync_report(good_video, speech_wav)
+    assert without.bilabial_closed is None and without.note == NO_TRANSCRIPT and without.phone_reference is None
+    gibberish = sync_report(good_video, speech_wav, transcript="Zorblax quuxifies frobnitz glorpwise.")
+    assert gibberish.bilabial_closed is None and gibberish.note == ALIGNMENT_FAILED
 
 
 def test_upper_face_psnr_drops_when_the_upper_face_changes(talk, good_video, speech_wav, tmp_path):
