@@ -16,9 +16,10 @@ from lipsync.errors import InputError
 from lipsync.face import FaceAnalyzer
 from lipsync.media.audio import load_audio
 from lipsync.quality import SyncReport, sync_report
-from lipsync.quality.sync_report import best_lagged_correlation, closed_threshold, silence_frames
+from lipsync.quality.sync_report import (ALIGNMENT_FAILED, NO_TRANSCRIPT, best_lagged_correlation, closed_threshold,
+                                        silence_frames)
 from lipsync.speech import speech_envelope
-from lipsync.speech.phones import align_phones
+from lipsync.quality.reference import align_transcript
 from test_face import MouthOpener
 
 FPS = 25
@@ -51,8 +52,8 @@ def talk(grace_hopper, speech_wav):
     n = math.ceil(audio.size / 16000 * FPS)
     amounts = 0.3 * speech_envelope(audio, 16000, n, fps=FPS)
     # Lips shut on /p b m/, as a good lip sync does.
-    for phone in align_phones(audio, BOB) or []:
-        if phone.label in ("P", "B", "M"):
+    for phone in align_transcript(audio, BOB) or []:
+        if phone.kind == "bilabial":
             amounts[int(phone.start * FPS) : math.ceil(phone.end * FPS)] = 0.0
     return opener, amounts
 
@@ -102,10 +103,29 @@ def test_late_mouth_gives_positive_lag(talk, speech_wav, tmp_path):
     opener, amounts = talk
     late = np.concatenate([np.zeros(3), amounts[:-3]])  # the mouth moves 3 frames after the sound
     video = write_video(tmp_path / "late.mp4", (opener(a) for a in late))
-    report = sync_report(video, speech_wav)  # no transcript: bilabials from phone decoding
+    report = sync_report(video, speech_wav)  # no transcript: no bilabial score at all
+    assert report.bilabial_closed is None and report.n_bilabials == 0
+    assert report.note == "bilabial score unavailable without a transcript"
+    assert report.to_dict()["note"] == report.note and report.rounding is None
     assert report.best_lag == 3
     assert report.r > 0.65
     assert not report.passed()  # |lag| > 1
+
+
+def test_the_reference_never_uses_the_engines_phone_decoder(good_video, speech_wav, monkeypatch):
+    import lipsync.speech.phones as engine_phones
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the sync report used the engine's own phone decoder")
+
+    for name in ("decode_phones", "align_phones", "phone_decoder", "align_decoder"):
+        monkeypatch.setattr(engine_phones, name, forbidden)
+    aligned = sync_report(good_video, speech_wav, transcript=BOB)
+    assert aligned.phone_reference == "transcript" and aligned.n_bilabials >= 8 and aligned.note is None
+    without = sync_report(good_video, speech_wav)
+    assert without.bilabial_closed is None and without.note == NO_TRANSCRIPT and without.phone_reference is None
+    gibberish = sync_report(good_video, speech_wav, transcript="Zorblax quuxifies frobnitz glorpwise.")
+    assert gibberish.bilabial_closed is None and gibberish.note == ALIGNMENT_FAILED
 
 
 def test_upper_face_psnr_drops_when_the_upper_face_changes(talk, good_video, speech_wav, tmp_path):
@@ -177,3 +197,77 @@ def test_silence_frames_and_closed_threshold():
     assert closed_threshold(np.array([0.0, 0.01, 0.02])) == pytest.approx(0.04)
     wide = np.linspace(0, 0.6, 100)
     assert closed_threshold(wide) == pytest.approx(0.15 * np.percentile(wide, 95))
+
+
+# -- rounding ------------------------------------------------------------------------------------
+
+
+class MouthSqueezer:
+    """Narrows (factor < 1) or widens (> 1) the mouth of a photo horizontally about its centre with a
+    smooth remap: a face whose true mouth width we control."""
+
+    def __init__(self, image: np.ndarray, face):
+        from lipsync.face import regions as R
+
+        lm = face.landmarks.astype(np.float64)
+        self.image = image
+        self.cx, cy = lm[[R.MOUTH_LEFT, R.MOUTH_RIGHT]].mean(axis=0)
+        half = float(np.linalg.norm(lm[R.MOUTH_LEFT] - lm[R.MOUTH_RIGHT])) / 2
+        h, w = image.shape[:2]
+        self.ys, self.xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        self.weight = np.exp(-(((self.xs - self.cx) / (1.6 * half)) ** 2) - ((self.ys - cy) / (0.6 * half)) ** 2)
+
+    def __call__(self, factor: float) -> np.ndarray:
+        k = 1 + (factor - 1) * self.weight
+        xs = (self.cx + (self.xs - self.cx) / k).astype(np.float32)
+        return cv2.remap(self.image, xs, self.ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+ROUND_TEXT = "Who would go to the pool? We see three sheep. Bob knew you."
+
+
+@pytest.fixture(scope="module")
+def rounding_talk(grace_hopper, tmp_path_factory):
+    """(squeezer, ground-truth phones, wav) for espeak speech of ROUND_TEXT."""
+    from lipsync.media.audio import write_wav
+    from lipsync.quality.groundtruth import synthesize
+
+    base = cv2.resize(grace_hopper, (272, 320), interpolation=cv2.INTER_AREA)
+    with FaceAnalyzer() as analyzer:
+        squeezer = MouthSqueezer(base, analyzer.detect(base)[0])
+    audio, phones = synthesize(ROUND_TEXT, "en-us", 150)
+    wav = tmp_path_factory.mktemp("round") / "round.wav"
+    write_wav(wav, audio, 16000)
+    return squeezer, phones, wav
+
+
+def _factors(phones, n: int, rounded: float, spread: float) -> np.ndarray:
+    from lipsync.quality.groundtruth import phone_class
+
+    factors = np.ones(n)
+    for p in phones:
+        kind = phone_class(p.phoneme)
+        value = rounded if kind == "rounded" else spread if kind == "spread" else None
+        if value is not None:
+            factors[int(p.start * FPS) : math.ceil(p.end * FPS)] = value
+    return factors
+
+
+def test_rounding_score_follows_a_controlled_mouth_width(rounding_talk, tmp_path):
+    from lipsync.quality.reference import from_ground_truth
+
+    squeezer, phones, wav = rounding_talk
+    n = math.ceil(load_audio(wav, "audio", 16000).size / 16000 * FPS)
+    rounded = write_video(tmp_path / "rounded.mp4", (squeezer(f) for f in _factors(phones, n, 0.7, 1.15)))
+    plain = write_video(tmp_path / "plain.mp4", (squeezer(1.0) for _ in range(n)))
+
+    truth = sync_report(rounded, wav, phones=from_ground_truth(phones), plot=tmp_path / "r.png")
+    assert truth.phone_reference == "ground truth" and truth.n_rounded >= 6 and truth.n_spread >= 4
+    assert truth.rounding < 0.88  # 0.7 / 1.15 = 0.61 drawn; FaceMesh sees less of it (~0.82)
+    assert truth.width is not None and truth.width.shape == truth.opening.shape
+    aligned = sync_report(rounded, wav, transcript=ROUND_TEXT)  # the transcript's own forced alignment
+    assert aligned.phone_reference == "transcript" and aligned.rounding < 0.9
+    assert aligned.n_bilabials >= 2 and aligned.to_dict()["rounding"] == round(aligned.rounding, 3)
+    still = sync_report(plain, wav, transcript=ROUND_TEXT)
+    assert 0.97 < still.rounding < 1.03  # a mouth that never changes width does not round
+    assert cv2.imread(str(tmp_path / "r.png")).shape[0] > 400  # the width panel below the opening one
