@@ -33,6 +33,8 @@ MEDIA_FIELDS = ("video", "image", "audio", "left_audio", "right_audio", "mask_im
 MAIN_INPUT = {"lipsync-video": "video", "lipsync-image": "image", "lipsync-image-multi": "image"}
 # Columns that are about the row, not the request.
 ROW_COLUMNS = ("kind", "model", "output")
+# Marks a row read from text (CSV): whole numbers are read from its cells. JSON keeps its types.
+TEXT_ROW = "__text__"
 
 RowStatus = Literal["done", "failed", "skipped", "pending"]
 # Maps a media cell (after the base folder is applied) to the file to use; raises InputError to refuse it.
@@ -72,7 +74,12 @@ class Row:
 
     @property
     def model(self) -> str:
-        return self.request.model if self.request else str(self.data.get("kind") or self.data.get("model") or "")
+        if self.request is not None:
+            return self.request.model
+        try:
+            return infer_model(self.data)
+        except InputError:
+            return ""
 
 
 SUMMARY_HEADERS = ["Row", "Status", "Output", "Credits (est.)", "Reason"]
@@ -157,7 +164,7 @@ def read_rows(path: Path) -> list[dict]:
         row = {_column(k): v.strip() for k, v in raw.items() if k is not None and v is not None and v.strip()}
         if extra and any(str(v).strip() for v in extra):
             row["__error__"] = "has more cells than the header has columns"
-        rows.append(row)
+        rows.append({**row, TEXT_ROW: True})
     return rows
 
 
@@ -181,11 +188,9 @@ def infer_model(row: dict) -> str:
     raise InputError("kind", "cannot tell the job kind: give a video or an image column (or a kind column)")
 
 
-def _number(name: str, value):
+def _number(name: str, value: str):
     """CSV cells are text: whole numbers (and face boxes "x0,y0,x1,y1") are read from them. JSON values
     keep their types, so the request's strict checks apply to them."""
-    if not isinstance(value, str):
-        return value
     text = value.strip()
     if re.fullmatch(r"[+-]?\d+", text):
         return int(text)
@@ -236,11 +241,11 @@ def plan_row(row: Row, out_dir: Path, resolve: Resolver, check: Optional[Check] 
         model = infer_model(data)
         state = {}
         for name, value in data.items():
-            if name in ROW_COLUMNS:
+            if name in ROW_COLUMNS or name.startswith("__"):
                 continue
             if name in MEDIA_FIELDS and isinstance(value, str):
                 value = resolve(name, value.strip())
-            elif name in INT_FIELDS:
+            elif name in INT_FIELDS and data.get(TEXT_ROW):
                 value = _number(name, value)
             state[name] = value
         request = parse_request(model, state)
