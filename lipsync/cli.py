@@ -291,6 +291,9 @@ def cmd_batch(args) -> int:
     if not rows:
         raise InputError("jobs", f"{args.file} has no rows")
     out_dir.mkdir(parents=True, exist_ok=True)
+    for row in rows:  # refused before anything runs: said at once
+        if row.status != "pending" and not args.quiet:
+            print(f"row {row.number} {row.status}: {row.error or row.output.name}", file=sys.stderr)
 
     def finished(fraction, label, row):
         if row is not None and not args.quiet:
