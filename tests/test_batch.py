@@ -15,6 +15,7 @@ import pytest
 
 from lipsync import config
 from lipsync.cli import build_parser
+from lipsync.errors import InputError
 from lipsync.jobs import batch, list_jobs
 from lipsync.media.probe import probe
 from lipsync.ui import events
@@ -99,6 +100,19 @@ def test_relative_paths_kinds_and_row_errors(jobs_folder):
     assert seven.error == "row 3: seed: 'seven' is not allowed; expected a whole number"
     assert painting.error.startswith("row 4: kind: 'painting' is not a job kind")
     assert escape.error.startswith("row 5: output:")
+
+
+def test_csv_cells_comments_and_line_breaks(tmp_path):
+    source = tmp_path / "jobs.csv"
+    source.write_text('# made by hand\nimage,audio,transcript\n\na.png,a.wav,"Bob made\na map."\n'
+                      '# b.png,b.wav,\nc.png,c.wav,,extra\n')
+    rows = batch.read_rows(source)
+    assert [{k: v for k, v in r.items() if k != batch.TEXT_ROW} for r in rows] == [
+        {"image": "a.png", "audio": "a.wav", "transcript": "Bob made\na map."},
+        {"image": "c.png", "audio": "c.wav", "__error__": "has more cells than the header has columns"}]
+    source.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(InputError, match="^jobs: "):
+        batch.read_rows(source)
 
 
 def test_jsonl_rows_keep_their_types(jobs_folder, tmp_path):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import threading
@@ -143,10 +144,11 @@ def read_rows(path: Path) -> list[dict]:
         raise InputError("jobs", f"file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError("jobs", f"cannot read {path.name}: {exc}") from None
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    if path.suffix.lower() in (".jsonl", ".ndjson") or (lines and lines[0].lstrip().startswith("{")):
+    if path.suffix.lower() in (".jsonl", ".ndjson") or text.lstrip().startswith("{"):
         rows = []
-        for n, line in enumerate(lines, 1):
+        for line in text.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -155,14 +157,19 @@ def read_rows(path: Path) -> list[dict]:
                 row = {"__error__": "must be a JSON object of request fields"}
             rows.append({_column(str(k)): v for k, v in row.items() if v is not None and v != ""})
         return rows
-    reader = csv.DictReader(lines)
-    if not reader.fieldnames:
+    # Parsed as a whole, not line by line: a quoted cell (a transcript) may hold line breaks.
+    try:
+        records = [r for r in csv.reader(io.StringIO(text))
+                   if any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+    except csv.Error as exc:
+        raise InputError("jobs", f"{path.name} is not a CSV file: {exc}") from None
+    if not records:
         raise InputError("jobs", f"{path.name} has no header row naming the request fields")
+    header = [_column(c) for c in records[0]]
     rows = []
-    for raw in reader:
-        extra = raw.pop(None, None)  # more cells than the header has names
-        row = {_column(k): v.strip() for k, v in raw.items() if k is not None and v is not None and v.strip()}
-        if extra and any(str(v).strip() for v in extra):
+    for cells in records[1:]:
+        row = {name: value.strip() for name, value in zip(header, cells) if name and value.strip()}
+        if any(c.strip() for c in cells[len(header):]):
             row["__error__"] = "has more cells than the header has columns"
         rows.append({**row, TEXT_ROW: True})
     return rows

@@ -729,8 +729,10 @@ def _wire_batch(tab: BatchTab, studio: Studio, access: Access, history_refresh) 
     tab.source.change(lambda s: (gr.update(visible=s == "table"), gr.update(visible=s != "table")), tab.source,
                       [tab.table_group, tab.pairs_group], queue=False, show_progress="hidden")
     for component in inputs:
-        component.change(preview, inputs, [tab.preview, tab.note], concurrency_id="faces", concurrency_limit=2,
-                         show_progress="minimal", show_progress_on=[tab.preview])
+        # Text is previewed when the user leaves the box, not at each keystroke (each preview probes every file).
+        event = component.blur if isinstance(component, gr.Textbox) else component.change
+        event(preview, inputs, [tab.preview, tab.note], concurrency_id="faces", concurrency_limit=2,
+              show_progress="minimal", show_progress_on=[tab.preview])
 
     def run(request: gr.Request, progress=gr.Progress(), *values):
         token, values = values[0], values[1:]
