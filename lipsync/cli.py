@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true")
 
     sub.add_parser("engines", help="list engines and what they support")
+    _add_batch(sub)  # `lipsync batch jobs.csv|jobs.jsonl`
 
     from .remote.cli import add_parser as add_remote
     from .server.cli import add_parser as add_keys
@@ -255,6 +256,68 @@ def cmd_engines(args) -> int:
         if spec.prompt_words:
             print(f"  prompt words: {', '.join(spec.prompt_words)}")
     return 0
+
+
+BATCH_HELP = """\
+Render every row of a CSV (header = field names) or JSONL file (one JSON object a line) in one process.
+
+Columns are the request fields, as in the REST API's formState:
+  kind          lipsync-video, lipsync-image or lipsync-image-multi (or video, image, dialogue; `model` works
+                too). Optional: video+audio is a dub, image+audio a talking image,
+                image+left_audio+right_audio a dialogue
+  video, image, audio, left_audio, right_audio, mask_image
+                files (relative paths are read from the jobs file's folder) or http(s) URLs
+  resolution    480p or 720p          seed, prompt, engine, transcript, face_index
+  order         meanwhile, left_right or right_left (dialogue); left_transcript, right_transcript,
+                left_face, right_face (an index, or a box "x0,y0,x1,y1")
+  output        optional output file name (default: <row>-<stem of the video or image>.mp4)
+Blank cells mean the default; lines starting with # are comments. Rows are counted from 1 (not the header).
+
+A failed row never stops the others. Outputs appear only when complete, so running the same file again
+skips the rows whose output exists. The summary lists done / failed (with the reason) / skipped rows and
+the hosted API's credit estimate. Exit code 1 if any row failed.
+
+Example jobs.csv:
+  video,image,audio,resolution,seed
+  clips/intro.mp4,,voice/intro.wav,720p,
+  ,portrait.png,voice/hello.wav,,7
+"""
+
+
+def _add_batch(sub) -> None:
+    p = sub.add_parser("batch", help="render every row of a CSV or JSONL file of jobs",
+                       description=BATCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", type=Path, help="jobs.csv or jobs.jsonl")
+    p.add_argument("--out-dir", type=Path, help="where outputs go (default: <file's folder>/<file stem>-outputs)")
+    p.add_argument("--jobs", type=int, default=1, help="rows rendered at once, in threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="no line per finished row on stderr")
+    p.set_defaults(handler=cmd_batch)
+
+
+def cmd_batch(args) -> int:
+    from .jobs import batch
+
+    if args.jobs < 1:
+        raise InputError("jobs", "must be 1 or more")
+    source = args.file.resolve()
+    out_dir = (args.out_dir or source.parent / f"{source.stem}-outputs").resolve()
+    rows = batch.plan(batch.read_rows(source), out_dir, batch.local_files(source.parent))
+    if not rows:
+        raise InputError("jobs", f"{args.file} has no rows")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for row in rows:  # refused before anything runs: said at once
+        if row.status != "pending" and not args.quiet:
+            print(f"row {row.number} {row.status}: {row.error or row.output.name}", file=sys.stderr)
+
+    def finished(fraction, label, row):
+        if row is not None and not args.quiet:
+            what = row.output.name if row.status == "done" else row.error
+            print(f"[{fraction:4.0%}] row {row.number} {row.status}: {what}", file=sys.stderr)
+
+    summary = batch.run_batch(rows, jobs=args.jobs, progress=finished)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else f"{summary.text()}\nOutputs: {out_dir}")
+    return EXIT_FAILED if summary.failed else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -618,3 +618,165 @@ def storage_text(studio: Studio, viewer: Viewer = OWNER) -> str:
     used = sum(p.stat().st_size for p in home.rglob("*") if p.is_file()) / 1e6
     return (f"- Data folder (`LIPSYNC_HOME`): `{home}` — {len(list_jobs())} jobs, {used:.1f} MB\n"
             f"- Public URL for mirroring: {public}\n- Length limit: {limit}")
+
+
+# -- batch -----------------------------------------------------------------------------------------
+
+BATCH_PREVIEW_HEADERS = ["Row", "Kind", "Inputs", "Output", "Status"]
+MAX_BATCH_ROWS = 100  # one batch holds the render slot for all its rows
+_KIND_TITLES = {MODEL[m]: TITLES[m] for m in MODEL}
+
+
+def _uploaded(files, roots: Roots, persist: bool, seen: dict):
+    """A batch resolver for the studio: a media cell names one of the uploaded files (by file name; any
+    folder in the cell is ignored). URLs and other paths are refused: a visitor's batch reads only what
+    they uploaded. `seen` caches persisted copies, so planning twice hashes each file once."""
+    by_name = {Path(p).name: str(p) for p in files or () if not blank(p)}
+
+    def resolve(field: str, value: str) -> str:
+        if "://" in value:
+            raise InputError(field, "name one of the uploaded files (URLs are not fetched by a studio batch)")
+        path = by_name.get(Path(value.replace("\\", "/")).name)
+        if path is None:
+            raise InputError(field, f"{value!r} is not among the uploaded files")
+        forms.check_source(path, field, roots)
+        if not persist:
+            return path
+        if path not in seen:
+            seen[path] = forms.persist_upload(path)
+        return seen[path]
+
+    return resolve
+
+
+def _batch_check(studio: Studio):
+    """The checks a tab's form gets (limits, media kinds, engine support), for each planned row."""
+
+    def check(request) -> None:
+        mode = forms.MODE_OF[request.model]
+        form = request.model_dump(exclude_none=True)
+        for side in ("left_face", "right_face"):  # a box is fine for a request; check_form knows indices
+            if not isinstance(form.get(side), (int, type(None))):
+                form.pop(side)
+        form["face_override"] = "left_face" in form or "right_face" in form
+        problems = forms.check_form(mode, form, studio.limits, engine_spec(request.engine))
+        if problems:
+            field, problem = next(iter(problems.items()))
+            raise InputError(field, problem)
+
+    return check
+
+
+def batch_rows(table: Optional[str] = None, media=(), visuals=(), audios=(), options: Optional[dict] = None,
+               roots: Roots = None) -> tuple[list[dict], list[str], list]:
+    """The rows of a batch: from an uploaded CSV/JSONL table naming uploaded `media`, or (no table) the
+    `visuals` paired with the `audios` by file stem, each with `options`. Returns (rows, problems with
+    the pairing, the files rows may name)."""
+    from ..jobs import batch
+
+    if not blank(table):
+        forms.check_source(table, "jobs", roots)
+        if Path(table).suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
+            raise InputError("jobs", "upload a .csv or .jsonl file")
+        rows = batch.read_rows(Path(table))
+        files, problems = list(media or ()), []
+    else:
+        rows, problems = batch.pair_by_stem([p for p in visuals or () if not blank(p)],
+                                            [p for p in audios or () if not blank(p)])
+        files = [*(visuals or ()), *(audios or ())]
+        extra = {k: v for k, v in (options or {}).items() if not blank(v)}
+        if "seed" in extra:
+            try:
+                extra["seed"] = forms.as_int(extra["seed"])
+            except (TypeError, ValueError):
+                raise InputError("seed", "must be a whole number") from None
+        rows = [{**row, **extra} for row in rows]
+    if len(rows) > MAX_BATCH_ROWS:
+        raise InputError("jobs", f"{len(rows)} rows is over this studio's limit of {MAX_BATCH_ROWS} per batch")
+    return rows, problems, files
+
+
+def batch_preview(studio: Studio, table: Optional[str] = None, media=(), visuals=(), audios=(),
+                  options: Optional[dict] = None, roots: Roots = None) -> tuple[list[list], str]:
+    """The planned rows as a table (what each will render, or why it cannot), and a note."""
+    from ..jobs import batch
+
+    try:
+        data, problems, files = batch_rows(table, media, visuals, audios, options, roots)
+    except InputError as exc:
+        return [], f"⚠ **{exc.field}**: {exc.problem}"
+    if not data:
+        hint = "Upload a jobs table, or videos (or images) and audios with matching names."
+        return [], "<br>".join([*(f"⚠ {p}" for p in problems), hint])
+    rows = batch.plan(data, Path("."), _uploaded(files, roots, False, {}), _batch_check(studio))
+    table_rows = []
+    for row in rows:
+        inputs = [Path(str(getattr(row.request, k))).name for k in batch.MEDIA_FIELDS
+                  if row.request is not None and getattr(row.request, k, None)]
+        status = "ready" if row.status != "failed" else f"⚠ {row.error.removeprefix(f'row {row.number}: ')}"
+        table_rows.append([str(row.number), _KIND_TITLES.get(row.model, row.model), ", ".join(inputs),
+                           row.output.name if row.output else "", status])
+    ready = sum(1 for r in rows if r.status != "failed")
+    note = f"{ready} of {len(rows)} rows ready to render."
+    return table_rows, "<br>".join([note, *(f"⚠ {p}" for p in problems)])
+
+
+@dataclass
+class BatchResult:
+    summary: object  # BatchSummary
+    archive: Optional[str]  # a zip of every output the batch has
+    outputs: list[str]
+
+
+def run_batch(studio: Studio, table: Optional[str] = None, media=(), visuals=(), audios=(),
+              options: Optional[dict] = None, *, token: Optional[str] = None,
+              progress: Optional[Callable[[float, str], None]] = None, viewer: Viewer = OWNER,
+              roots: Roots = None) -> BatchResult:
+    """Render a batch, each row a job of the viewer's session. Its folder is named by the session and the
+    rows' requests, so running the same batch again skips the rows already done (after a cancel, a
+    closed page or a restart)."""
+    import hashlib
+
+    from ..jobs import batch
+
+    sink = progress or (lambda fraction, stage: None)
+    try:
+        if studio.cancelled(token):
+            raise Cancelled("cancelled before it started")
+        data, _, files = batch_rows(table, media, visuals, audios, options, roots)
+        if not data:
+            raise InputError("jobs", "no rows to render: upload a jobs table, or videos/images and audios "
+                                     "with matching names")
+        resolve, check = _uploaded(files, roots, True, {}), _batch_check(studio)
+        planned = batch.plan(data, Path("."), resolve, check)
+        key = json.dumps([viewer.session, [r.request.model_dump() if r.request else r.error for r in planned]],
+                         sort_keys=True, default=str)
+        out_dir = config.private_dir(config.outputs_dir() / f"batch-{hashlib.sha256(key.encode()).hexdigest()[:16]}")
+        rows = batch.plan(data, out_dir, resolve, check)
+        summary = batch.run_batch(rows, progress=lambda f, label, row: sink(f, label),
+                                  cancel=lambda: studio.cancelled(token), session=viewer.session)
+    finally:
+        studio.finish(token)
+    outputs = [str(r.output) for r in rows if r.status in ("done", "skipped") and r.output and r.output.is_file()]
+    return BatchResult(summary, _zip(out_dir, outputs), outputs)
+
+
+def _zip(folder: Path, outputs: list[str]) -> Optional[str]:
+    """A zip of `outputs`, named by what it holds (so a later run with more outputs makes a new one,
+    never a stale copy); written to a temp file and renamed."""
+    import hashlib
+    import os
+    import zipfile
+
+    if not outputs:
+        return None
+    names = sorted(Path(p).name for p in outputs)
+    target = folder / f"{folder.name}-{hashlib.sha256('/'.join(names).encode()).hexdigest()[:8]}.zip"
+    if not target.exists():
+        tmp = folder / f".{target.name}.part"
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:  # MP4s are compressed already
+            for path in outputs:
+                z.write(path, Path(path).name)
+        os.chmod(tmp, config.PRIVATE_FILE)
+        os.replace(tmp, target)
+    return str(target)

@@ -519,6 +519,8 @@ def build_ui(studio: Optional[Studio] = None, access: Optional[Access] = None) -
             for mode in MODES:
                 with gr.Tab(TITLES[mode], id=mode):
                     tabs_by_mode[mode] = _job_tab(studio, mode)
+            with gr.Tab("Batch", id="batch"):
+                batch = _batch_tab(studio)
             with gr.Tab("History", id="history") as history_tab:
                 history = _history_tab()
             with gr.Tab("Settings", id="settings") as settings_tab:
@@ -531,6 +533,7 @@ def build_ui(studio: Optional[Studio] = None, access: Optional[Access] = None) -
         for tab in tabs_by_mode.values():
             _wire_job_tab(tab, studio, access, settings.api_key, settings.api_url, history_refresh)
         _wire_history(history, tabs, tabs_by_mode, studio, access)
+        _wire_batch(batch, studio, access, history_refresh)
         _wire_presets(tabs_by_mode, studio, access)
 
         # Engines are imported here, not at start-up, so the app is ready sooner.
@@ -639,6 +642,119 @@ def _wire_presets(tabs_by_mode: dict[str, JobTab], studio: Studio, access: Acces
 
         tab["save_preset"].click(save, [tab["preset_name"], *tab.inputs()], [tab["save_note"], *dropdowns],
                                  show_progress="hidden", api_visibility=PRIVATE)
+
+
+# -- Batch -----------------------------------------------------------------------------------------
+
+BATCH_INTRO = (
+    "Render many jobs in one go. Either upload a **jobs table** (CSV with a header of request fields, or JSONL: "
+    "`video`, `image`, `audio`, `left_audio`, `right_audio`, `resolution`, `seed`, `prompt`, ... as in "
+    "`lipsync batch --help`) and the media files it names, or upload **videos (or images) and audios paired "
+    "by file name** (`anna.mp4` + `anna.wav`). A failed row never stops the others; running the same batch "
+    "again skips the rows already done.")
+
+
+@dataclass
+class BatchTab:
+    source: gr.Radio
+    table: gr.File
+    media: gr.File
+    table_group: gr.Group
+    visuals: gr.File
+    audios: gr.File
+    resolution: gr.Radio
+    prompt: gr.Textbox
+    seed: gr.Textbox
+    pairs_group: gr.Group
+    preview: gr.Dataframe
+    note: gr.Markdown
+    run: gr.Button
+    cancel: gr.Button
+    token: gr.State
+    summary: gr.Dataframe
+    totals: gr.Markdown
+    downloads: gr.File
+
+
+def _batch_tab(studio: Studio) -> BatchTab:
+    from ..jobs.batch import SUMMARY_HEADERS
+
+    gr.Markdown(BATCH_INTRO)
+    source = gr.Radio([("A jobs table (CSV or JSONL)", "table"), ("Files paired by name", "pairs")], value="table",
+                      label="Jobs from", elem_id="batch-source")
+    with gr.Group() as table_group:
+        with gr.Row():
+            table = gr.File(label="Jobs table (.csv or .jsonl)", file_types=[".csv", ".jsonl"], type="filepath",
+                            elem_id="batch-table")
+            media = gr.File(label="Media the table names (by file name)", file_count="multiple", type="filepath",
+                            elem_id="batch-media")
+    with gr.Group(visible=False) as pairs_group:
+        with gr.Row():
+            visuals = gr.File(label="Videos or images", file_count="multiple", type="filepath",
+                              elem_id="batch-visuals")
+            audios = gr.File(label="Audios (same names)", file_count="multiple", type="filepath",
+                             elem_id="batch-audios")
+        with gr.Row():
+            resolutions = ["480p", "720p"] if studio.limits.allow_720p else ["480p"]
+            resolution = gr.Radio(resolutions, value="480p", label="Resolution", elem_id="batch-resolution")
+            prompt = gr.Textbox(label="Prompt", max_lines=1, placeholder="e.g. calm smile", elem_id="batch-prompt")
+            seed = gr.Textbox(label="Seed", max_lines=1, placeholder="random", elem_id="batch-seed")
+    preview = gr.Dataframe(headers=events.BATCH_PREVIEW_HEADERS, type="array", interactive=False, wrap=True,
+                           label="Rows", max_height=320, elem_id="batch-preview")
+    note = gr.Markdown(elem_id="batch-note")
+    with gr.Row():
+        run = gr.Button("Run batch", variant="primary", scale=3, elem_id="batch-run")
+        cancel = gr.Button("Cancel", variant="stop", scale=1, elem_id="batch-cancel")
+    summary = gr.Dataframe(headers=SUMMARY_HEADERS, type="array", interactive=False, wrap=True, label="Summary",
+                           max_height=320, elem_id="batch-summary")
+    totals = gr.Markdown(elem_id="batch-totals")
+    downloads = gr.File(label="Outputs (a zip of all, then each one)", file_count="multiple", interactive=False,
+                        elem_id="batch-downloads")
+    return BatchTab(source, table, media, table_group, visuals, audios, resolution, prompt, seed, pairs_group,
+                    preview, note, run, cancel, gr.State(None), summary, totals, downloads)
+
+
+def _wire_batch(tab: BatchTab, studio: Studio, access: Access, history_refresh) -> None:
+    roots = studio.file_roots()
+    inputs = [tab.source, tab.table, tab.media, tab.visuals, tab.audios, tab.resolution, tab.prompt, tab.seed]
+
+    def parts(source, table, media, visuals, audios, resolution, prompt, seed) -> dict:
+        if source == "table":
+            return {"table": table, "media": media or ()}
+        return {"visuals": visuals or (), "audios": audios or (),
+                "options": {"resolution": resolution, "prompt": prompt, "seed": seed}}
+
+    def preview(*values):
+        return events.batch_preview(studio, **parts(*values), roots=roots)
+
+    tab.source.change(lambda s: (gr.update(visible=s == "table"), gr.update(visible=s != "table")), tab.source,
+                      [tab.table_group, tab.pairs_group], queue=False, show_progress="hidden")
+    for component in inputs:
+        # Text is previewed when the user leaves the box, not at each keystroke (each preview probes every file).
+        event = component.blur if isinstance(component, gr.Textbox) else component.change
+        event(preview, inputs, [tab.preview, tab.note], concurrency_id="faces", concurrency_limit=2,
+              show_progress="minimal", show_progress_on=[tab.preview])
+
+    def run(request: gr.Request, progress=gr.Progress(), *values):
+        token, values = values[0], values[1:]
+        try:
+            result = events.run_batch(studio, **parts(*values), token=token,
+                                      progress=lambda f, d: progress(f, desc=d), viewer=access.viewer(request),
+                                      roots=roots)
+        except LipsyncError as exc:
+            raise _user_error(exc) from None
+        files = [f for f in (studio.deliver(p) for p in [result.archive, *result.outputs]) if f]
+        return result.summary.table(), f"**{result.summary.totals()}**", files or None
+
+    tab.run.click(studio.new_job_token, None, tab.token, queue=False, show_progress="hidden").then(
+        run, [tab.token, *inputs], [tab.summary, tab.totals, tab.downloads], concurrency_id="render",
+        concurrency_limit=1, show_progress="full", show_progress_on=[tab.summary]).then(*history_refresh)
+
+    def cancel(token):
+        gr.Info("Cancelling: the row running stops at the next frame; the rest are not started."
+                if studio.cancel(token) else "Nothing is running.")
+
+    tab.cancel.click(cancel, tab.token, None, concurrency_id="cancel", concurrency_limit=None, show_progress="hidden")
 
 
 def theme() -> gr.themes.Base:
