@@ -225,3 +225,22 @@ def test_studio_batch_pairs_by_name_with_options(jobs_folder, tmp_path):
     assert record.request["seed"] == 4 and record.request["resolution"] == "480p"
     with pytest.raises(Exception, match="seed: must be a whole number"):
         events.batch_rows(None, (), visuals, audios, {"seed": "x"})
+
+
+def test_studio_batch_preview_over_the_wire(jobs_folder, tmp_path):
+    """As a browser (or a hand-made request) meets it: uploaded files are previewed, others refused."""
+    from test_ui_security import Running, file_data
+
+    table = tmp_path / "jobs.csv"
+    table.write_text("image,audio\nastronaut.png,hello.wav\n")
+    with Running() as app:
+        visitor = app.browser()
+        media = [visitor.upload(jobs_folder / "astronaut.png"), visitor.upload(jobs_folder / "voice" / "hello.wav")]
+        shown = visitor.call("batch-table", "change",
+                             ["table", visitor.upload(table), media, None, None, "480p", "", ""])
+        assert "error" not in shown, shown
+        rows = shown["data"][0]["data"]  # a Dataframe update: {"headers", "data", ...}
+        assert rows == [["1", "Talking image", "astronaut.png, hello.wav", "1-astronaut.mp4", "ready"]]
+        refused = visitor.call("batch-table", "change",
+                               ["table", file_data(table, "jobs.csv"), media, None, None, "480p", "", ""])
+        assert "error" in refused and "astronaut" not in json.dumps(refused)
