@@ -55,7 +55,7 @@ def capture(frame: np.ndarray, geo: MouthGeometry, lip: np.ndarray) -> Optional[
     x, y = f.to_image(np.broadcast_to(u, v.shape), v)
     rgb = cv2.remap(frame, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    depth = (bottom - top)[None, :]
+    depth = (geo.lower_inner(u) - top)[None, :]  # up to the raw lower inner lip: below it is lip, not mouth
     # The last rows are the lower lip's inner edge: fade them so the painter's darkness takes over.
     valid = smoothstep(depth, depth - max(1.5, 0.02 * s), r) * smoothstep(hw + 1, hw - 1, np.abs(u))[None, :]
     return InteriorTexture(rgb, valid.astype(np.float32), gap_c / s, s, hw, int(np.ceil(hw)) + pad,
