@@ -92,7 +92,7 @@ def _paint(alpha, d, a, gap, colours: MouthColours, scale: float, px_per_across:
     tongue_shade = (0.65 + 0.35 * smoothstep(0, tongue_h + 1e-3, dist_bot))[..., None] * (1 - 0.6 * side)[..., None]
     layer = layer * (1 - tongue[..., None]) + colours.tongue * tongue_shade * tongue[..., None]
     # Teeth: the upper lip shades the gum line, the corners are in shadow, dark seams between crowns.
-    teeth_shade = (0.72 + 0.28 * smoothstep(0, 0.5 * upper_h + 1e-3, dist_top)) * (1 - 0.55 * side) * (1 - 0.45 * gaps)
+    teeth_shade = (0.72 + 0.28 * smoothstep(0, 0.5 * upper_h + 1e-3, dist_top)) * (1 - 0.55 * side) * (1 - 0.3 * gaps)
     layer = layer * (1 - upper[..., None]) + colours.teeth * teeth_shade[..., None] * upper[..., None]
     lower_shade = 0.62 * (1 - 0.5 * side) * (1 - 0.4 * gaps)
     # Lower teeth sit behind the lower lip, in shadow and tinted by the tongue around them.
@@ -133,7 +133,9 @@ def paint_interior(roi_rgb: np.ndarray, warp: MouthWarp, colours: MouthColours, 
     if sigma > 0.2:
         layer = cv2.GaussianBlur(layer, (0, 0), sigma)
         alpha = cv2.GaussianBlur(alpha, (0, 0), sigma) * (warp.interior[box] > 0)
-    layer = layer + grain_like(layer.shape[:2], look, seed)
+    # Grain as in the photo, but weaker in the dark (shot noise grows with light; JPEG crushes shadows).
+    level = np.sqrt(np.clip(layer.mean(axis=2) / max(float(colours.lip.mean()), 1.0), 0.16, 1.0))
+    layer = layer + grain_like(layer.shape[:2], look, seed) * level[..., None]
     if real is not None:
         rgb, valid = sample(real, a, d * gap, scale, colours.lip)
         valid = valid[..., None]
