@@ -19,6 +19,7 @@ from ... import kinds
 from ..base import Availability, EngineSpec, FrameBatch, Progress, RenderPlan
 from . import style as style_mod
 from .life import FaceAnchor, motion_field, motion_maps, plan_life
+from .interior import InteriorBank
 from .mouth import MouthColours, mouth_colours, paint_interior
 from .warp import MouthGeometry, MouthShape, eye_geometries, eye_warp, mouth_geometry, mouth_warp
 
@@ -65,6 +66,8 @@ class _FaceState:
         self.geometry: Optional[MouthGeometry] = None
         self.eyes = None
         self.patches: OrderedDict = OrderedDict()
+        self.bank = InteriorBank()  # the source's own open mouths
+        self.own = None  # this frame's own interior (dubs)
 
 
 class BuiltinRenderer:
@@ -112,6 +115,8 @@ class BuiltinRenderer:
             geo = state.geometry if self.still and state.geometry else mouth_geometry(lm, shape_hw)
             if self.still:
                 state.geometry = geo
+            if not self.still or not state.bank:
+                state.own = state.bank.add(frame, geo, state.colours.lip)
             self._mouth(frame, out, geo, state, self.mouth_shape(k, index))
             if self.still:
                 self._blink(frame, out, lm, state, float(self.life[k].blink[index]))
@@ -147,7 +152,8 @@ class BuiltinRenderer:
         scale = geo.frame.scale
         warp = mouth_warp(geo, shape)
         roi = cv2.remap(src, warp.map_x, warp.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        patch = paint_interior(roi, warp, state.colours, scale)
+        real = state.bank.nearest(shape.gap, None if self.still else state.own)
+        patch = paint_interior(roi, warp, state.colours, scale, real, seed=[k + 1000 for k in key])
         out[y0:y1, x0:x1] = patch
         if self.still:
             # A still's mouth depends only on the shape: reuse patches (bounded LRU).
