@@ -1,7 +1,8 @@
 """The built-in engine's output is bit-identical across the engine interface work (issue 9, part 1).
 
-The MD5s below hash the decoded RGB frames of each job kind's output. They were computed on main before
-the interface changed (commit 7ea1c68), so any change to what the built-in engine draws, in which order
+The MD5s below hash the decoded RGB frames of each job kind's output. They were first computed on main before
+the interface changed (commit 7ea1c68), proving that refactor bit-identical; they were recomputed once, on
+purpose, when the mouth interior was redrawn (issue 12 §3, merge of `interior`), so any later change to what the built-in engine draws, in which order
 frames reach the encoder, or how the pipeline hands frames over shows up here. They depend on the pinned
 media stack (espeak-ng voice, mediapipe, x264); if one of those is upgraded on purpose, recompute them on
 code known to be unchanged (the assertion shows the new values) and say so in the commit.
@@ -20,9 +21,9 @@ from lipsync.pipeline import render
 from lipsync.requests import ImageRequest, MultiRequest, VideoRequest
 
 EXPECTED = {
-    "video": ("2f11c6c60fe72caeabcf905d4a59dab5", 36),
-    "image": ("6c001fb52c55ad69b5ac3b969990c6bc", 78),
-    "dialogue": ("a7d88597039c6c99ebc536e53d2c732d", 62),
+    "video": ("2f865980673e3ad0e3a5dbc2ecd68af0", 36),
+    "image": ("5b64457ca856dbfa92db9d862936e13b", 78),
+    "dialogue": ("816708adfc73897a88c5883b2674df33", 62),
 }
 
 
