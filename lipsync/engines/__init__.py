@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 # name → module path. Neural engines register here too; importing them must stay cheap.
 KNOWN_ENGINES = {
     "builtin": "lipsync.engines.builtin",
+    "musetalk": "lipsync.engines.musetalk",
 }
 DEFAULT_ENGINE = "builtin"
 
