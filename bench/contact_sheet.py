@@ -7,7 +7,7 @@ For the astronaut (teeth showing) and Grace Hopper (lips closed), renders the mo
 with each tree's engine (in a subprocess, so the two versions never share a process), scales each frame
 to 480 px high as a 480p output would be, crops the lower face and writes, per photo, a sheet with the
 "before" row above the "after" row (crops shown at 2x, nearest neighbour, so pixels stay visible):
-assets/contact/<photo>.png.
+docs/contact/<photo>.png.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "assets" / "contact"
+OUT = REPO / "docs" / "contact"  # documentation, not example media (tools/make_assets.py owns assets/)
 OPENINGS = (0.25, 0.5, 0.75, 1.0)  # of the engine's widest opening
 PHOTOS = ("astronaut", "hopper")
 
