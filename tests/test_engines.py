@@ -138,7 +138,7 @@ def test_an_allowed_download_runs_first_with_progress_then_the_engine_is_ready(m
     engine = register(monkeypatch, "neural", weights_availability, weights=(REPO, other))
     seen = []
     engines.check_request(engine, image(), allow_download=True, progress=lambda f, stage: seen.append((f, stage)))
-    assert seen == [(0.0, "download"), (0.5, "download"), (1.0, "download")]
+    assert seen[0] == (0.0, "download") and seen[-1] == (1.0, "download")
     assert hub.read_pins() == {REPO.repo_id: COMMIT, other.repo_id: COMMIT}
     engines.check_request(engine, image())  # ready now, no download needed
 

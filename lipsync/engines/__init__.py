@@ -72,23 +72,18 @@ def check_request(spec_or_engine: Union[EngineSpec, ModuleType], request: "Reque
 
 
 def download(engine: ModuleType, progress: Optional[Progress] = None) -> None:
-    """Fetch every file the engine declares into the hub cache (progress stage "download", 0..1 over its
-    repos). A failure (offline, no such file, disk full) is an EngineError saying what to run later."""
-    from ..models import hub
+    """Fetch every file the engine declares into the hub cache, as `lipsync models download` does (free-disk
+    check, pinned commit, recorded hashes; progress stage "download", 0..1 over the bytes). A failure
+    (offline, no such file, disk full) is an EngineError saying what to run later."""
+    from ..models import manager
 
     spec, report = engine.SPEC, progress or (lambda fraction, stage: None)
-    repos = spec.weights
     report(0.0, "download")
-    for done, repo in enumerate(repos):
-        try:
-            hub.local_folder(repo, local_files_only=False)
-        except Exception as exc:  # noqa: BLE001 - offline, refused, a missing file, a full disk, the HTTP
-            # client's own errors: whatever the Hub call raises is a failed download the user can retry
-            reason = (str(exc).strip().splitlines() or [""])[0][:160]
-            missing = Availability("download", missing=tuple(f"{repo.repo_id}/{f.path}" for f in repo.files),
-                                   download_bytes=repo.size)
-            raise EngineError(f"{offline_message(spec, missing)} (download failed: {type(exc).__name__}: {reason})") from None
-        report((done + 1) / len(repos), "download")
+    try:
+        manager.download(spec.weights, progress=report, engine=spec.name)
+    except EngineError as exc:
+        raise EngineError(f"engine: download failed: {exc}") from None
+    report(1.0, "download")
 
 
 def offline_message(spec: EngineSpec, available: Availability) -> str:

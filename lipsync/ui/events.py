@@ -606,6 +606,94 @@ def engines_rows() -> list[list]:
     return rows
 
 
+# The weights of engines that have some: one row per Hub repo (what `lipsync models list` prints).
+MODELS_HEADERS = ["Engine", "Weights (Hub repo)", "Licence", "Size", "State"]
+
+
+MODELS_FOR_VISITORS = ("Only the studio's owner downloads, verifies and removes engine weights. On the machine that "
+                       "runs the studio: `lipsync models list`, `lipsync models download ENGINE`, "
+                       "`lipsync models verify`, `lipsync models remove ENGINE`.")
+
+
+def model_engines() -> list[tuple[str, str]]:
+    """(title, name) of every engine that declares weights to download."""
+    from ..engines import list_engines
+
+    return [(e.SPEC.title, e.SPEC.name) for e in list_engines() if e.SPEC.weights]
+
+
+def models_rows() -> list[list]:
+    from ..engines import list_engines, human_size
+    from ..models import hub, manager
+
+    pins = hub.read_pins()
+    rows = []
+    for engine in list_engines():
+        for repo in engine.SPEC.weights:
+            state = manager.status(repo)
+            if state.ready:
+                commit = pins.get(repo.repo_id)
+                text = f"ready (commit {commit[:10]})" if commit else "ready"
+            else:
+                text = f"needs download ({human_size(state.missing_bytes)}, {len(state.missing)} of {len(state.files)} files)"
+            rows.append([engine.SPEC.name, repo.repo_id, repo.licence, human_size(repo.size), text])
+    return rows
+
+
+def _weights_of(engine: Optional[str]):
+    from ..engines import get_engine
+
+    if blank(engine):
+        raise InputError("models_engine", "pick an engine")
+    spec = get_engine(engine).SPEC
+    if not spec.weights:
+        raise InputError("models_engine", f"{spec.name} has no weights to download")
+    return spec
+
+
+def download_models(engine: Optional[str], viewer: Viewer = OWNER,
+                    progress: Optional[Callable[[float, str], None]] = None) -> str:
+    """Download an engine's missing weights (the owner only: gigabytes on the owner's disk), as `lipsync
+    models download` does: free-disk check, resume, the commit pinned, hashes recorded."""
+    from ..engines import human_size
+    from ..models import hub, manager
+
+    _owner_only(viewer, "download engine weights")
+    spec = _weights_of(engine)
+    need = sum(f.file.size for f in manager.missing(spec.weights))
+    sink = ProgressReporter(progress or (lambda fraction, label: None), "download")
+    manager.download(spec.weights, progress=sink, engine=spec.name)
+    pins = hub.read_pins()
+    done = ", ".join(f"{r.repo_id} at {pins.get(r.repo_id, '?')[:10]}" for r in spec.weights)
+    return f"{spec.name}: ready ({f'downloaded {human_size(need)}; ' if need else 'already downloaded; '}{done})"
+
+
+def verify_models(engine: Optional[str], viewer: Viewer = OWNER) -> str:
+    """Re-hash the engine's cached weights against what the Hub declared (the owner only: it reads
+    gigabytes). Markdown naming each file that differs."""
+    from ..models import manager
+
+    _owner_only(viewer, "verify engine weights")
+    spec = _weights_of(engine)
+    checks = manager.verify(spec.weights)
+    bad = [c for c in checks if not c.ok]
+    if not bad:
+        return f"✓ {spec.name}: all {len(checks)} files match what the Hub declared."
+    lines = "\n".join(f"- `{c.name}`: {c.problem}" for c in bad)
+    return (f"⚠ {spec.name}: {len(bad)} of {len(checks)} files failed verification. Remove the engine's weights "
+            f"and download them again.\n{lines}")
+
+
+def remove_models(engine: Optional[str], viewer: Viewer = OWNER) -> str:
+    from ..engines import human_size
+    from ..models import manager
+
+    _owner_only(viewer, "remove engine weights")
+    spec = _weights_of(engine)
+    freed = manager.remove(spec.weights)
+    return f"{spec.name}: removed {', '.join(r.repo_id for r in spec.weights)} ({human_size(freed)} freed)"
+
+
 def storage_text(studio: Studio, viewer: Viewer = OWNER) -> str:
     from ..jobs import list_jobs
 

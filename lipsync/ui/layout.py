@@ -450,6 +450,12 @@ class SettingsTab:
     keys_group: gr.Group  # the owner's key management
     keys_table: gr.Dataframe
     keys_note: gr.Markdown  # what visitors see instead
+    models: gr.Dataframe
+    models_group: gr.Group  # the owner's download / verify / remove
+    models_engine: gr.Dropdown
+    models_buttons: dict  # "download", "verify", "remove"
+    models_note: gr.Markdown
+    models_visitors: gr.Markdown
 
 
 def _settings_tab(studio: Studio, access: Access) -> SettingsTab:
@@ -498,9 +504,54 @@ def _settings_tab(studio: Studio, access: Access) -> SettingsTab:
     gr.Markdown("### Engines")
     engines = gr.Dataframe(headers=["Engine", "State", "Jobs", "Options", "Resolutions"], type="array",
                            interactive=False, label="Engines")
+    gr.Markdown("### Models (engine weights from the Hugging Face Hub)")
+    models = gr.Dataframe(headers=events.MODELS_HEADERS, type="array", interactive=False, label="Weights",
+                          elem_id="models-table")
+    models_visitors = gr.Markdown(events.MODELS_FOR_VISITORS)
+    with gr.Group(visible=False) as models_group:
+        with gr.Row():
+            # choices arrive at page load; any other name is refused by events (an unknown engine)
+            models_engine = gr.Dropdown(label="Engine", choices=[], value=None, scale=2, elem_id="models-engine",
+                                        allow_custom_value=True)
+            buttons = {"download": gr.Button("Download", variant="primary", scale=1, elem_id="models-download"),
+                       "verify": gr.Button("Verify", scale=1, elem_id="models-verify"),
+                       "remove": gr.Button("Remove", variant="stop", scale=1, elem_id="models-remove")}
+        models_note = gr.Markdown(elem_id="models-note")
     gr.Markdown("### This app")
     status = gr.Markdown()
-    return SettingsTab(api_key, api_url, status, engines, keys_group, keys_table, keys_note)
+    return SettingsTab(api_key, api_url, status, engines, keys_group, keys_table, keys_note,
+                       models, models_group, models_engine, buttons, models_note, models_visitors)
+
+
+def _wire_models(settings: SettingsTab, tabs_by_mode: dict[str, JobTab], access: Access) -> None:
+    """Download / verify / remove an engine's weights (the owner only; checked again in `events`). After a
+    change, the weights table, the engines table and every tab's engine menu show the new state."""
+    menus = [t["engine"] for t in tabs_by_mode.values()]
+    refreshed = [settings.models, settings.engines, *menus]
+
+    def states():
+        choices = events.engine_choices()
+        return [events.models_rows(), events.engines_rows(), *[gr.update(choices=choices) for _ in menus]]
+
+    def act(what):
+        def handler(engine, request: gr.Request, progress=gr.Progress()):
+            viewer = access.viewer(request)
+            try:
+                if what == "download":
+                    note = events.download_models(engine, viewer, lambda fraction, label: progress(fraction, desc=label))
+                elif what == "verify":
+                    note = events.verify_models(engine, viewer)
+                else:
+                    note = events.remove_models(engine, viewer)
+            except LipsyncError as exc:
+                raise gr.Error(str(exc), title=f"Cannot {what} the weights", print_exception=False) from None
+            return [note, *states()]
+        handler.__name__ = f"models_{what}"  # its name in Gradio's config, where a hand-made request finds it
+        return handler
+
+    for what, button in settings.models_buttons.items():
+        button.click(act(what), settings.models_engine, [settings.models_note, *refreshed], api_visibility=PRIVATE,
+                     concurrency_limit=1, concurrency_id="models")
 
 
 # -- the whole app ---------------------------------------------------------------------------------
@@ -535,6 +586,7 @@ def build_ui(studio: Optional[Studio] = None, access: Optional[Access] = None) -
         _wire_history(history, tabs, tabs_by_mode, studio, access)
         _wire_batch(batch, studio, access, history_refresh)
         _wire_presets(tabs_by_mode, studio, access)
+        _wire_models(settings, tabs_by_mode, access)
 
         # Engines are imported here, not at start-up, so the app is ready sooner.
         def page_load(request: gr.Request):
@@ -544,18 +596,24 @@ def build_ui(studio: Optional[Studio] = None, access: Optional[Access] = None) -
             owner_only = [gr.update(visible=viewer.owner) for _ in tabs_by_mode]
             return [u for _ in tabs_by_mode for u in (gr.update(choices=choices), *notes)] + owner_only + \
                 [*events.history_rows(viewer), events.engines_rows(), events.storage_text(studio, viewer),
-                 gr.update(visible=viewer.owner), events.api_keys_rows(viewer), gr.update(visible=not viewer.owner)]
+                 gr.update(visible=viewer.owner), events.api_keys_rows(viewer), gr.update(visible=not viewer.owner),
+                 events.models_rows(), gr.update(visible=viewer.owner),
+                 gr.update(choices=(weighted := events.model_engines()), value=weighted[0][1] if weighted else None),
+                 gr.update(visible=not viewer.owner)]
 
         per_tab = [c for t in tabs_by_mode.values() for c in (t["engine"], t["engine_note"], t["prompt_note"])]
         save_rows = [t["save_row"] for t in tabs_by_mode.values()]
         demo.load(page_load, None, [*per_tab, *save_rows, history.table, history.ids, settings.engines, settings.status,
-                                    settings.keys_group, settings.keys_table, settings.keys_note],
+                                    settings.keys_group, settings.keys_table, settings.keys_note,
+                                    settings.models, settings.models_group, settings.models_engine,
+                                    settings.models_visitors],
                   show_progress="hidden", api_visibility=PRIVATE)
         history_tab.select(*history_refresh, show_progress="hidden", api_visibility=PRIVATE)
-        def storage(request: gr.Request):
-            return events.storage_text(studio, access.viewer(request))
+        def storage(request: gr.Request):  # a job may have downloaded weights since the page loaded
+            return events.storage_text(studio, access.viewer(request)), events.models_rows(), events.engines_rows()
 
-        settings_tab.select(storage, None, settings.status, show_progress="hidden", api_visibility=PRIVATE)
+        settings_tab.select(storage, None, [settings.status, settings.models, settings.engines], show_progress="hidden",
+                            api_visibility=PRIVATE)
     return demo
 
 
