@@ -168,10 +168,32 @@ def _request(args):
         raise validation_to_input_error(exc) from None
 
 
+def _output_seconds(args) -> Optional[float]:
+    """How long the output will be (the audio; a dialogue's by its order), or None if the media cannot be
+    probed here (the job itself then says what is wrong)."""
+    import tempfile
+
+    from . import config, pricing
+
+    try:
+        with tempfile.TemporaryDirectory(dir=config.cache_dir()) as tmp:
+            work = Path(tmp)
+            if args.command == "dialogue":
+                return pricing.estimate_multi(_duration(args.left_audio, "left_audio", work),
+                                              _duration(args.right_audio, "right_audio", work), args.order).duration
+            return _duration(args.audio, "audio", work)
+    except (LipsyncError, ValueError, TypeError):
+        return None
+
+
 def cmd_render(args) -> int:
+    from .engines import get_engine, speed_note
     from .jobs import run_job
 
     request = _request(args)
+    note = speed_note(get_engine(request.engine), lambda: _output_seconds(args))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     bar = ProgressBar(enabled=not args.quiet and (sys.stderr.isatty() or os.environ.get("LIPSYNC_PROGRESS") == "1"))
     record = run_job(request, out_path=args.out, progress=bar, allow_download=args.download)
     bar.done()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..errors import EngineError, InputError
 from .base import Availability, EngineSpec, Progress
@@ -92,6 +92,37 @@ def offline_message(spec: EngineSpec, available: Availability) -> str:
     size = f" ({human_size(available.download_bytes)})" if available.download_bytes else ""
     return (f"engine: {spec.name} needs a download: {files}{size}; run `lipsync models download {spec.name}` "
             f"with network access (the {DEFAULT_ENGINE} engine works offline)")
+
+
+SLOW_FRAME = 0.2  # seconds a frame: slower than 5 frames/s is worth saying before a job starts
+
+
+def speed_note(engine: ModuleType, seconds: Callable[[], Optional[float]]) -> Optional[str]:
+    """One line for the user before a job starts when the engine is slow here (MuseTalk on a CPU): how
+    long this job will take, from the measured seconds per frame. `seconds` gives the job's output length
+    and is only called then (it probes media)."""
+    from ..config import FPS
+
+    cost = engine.frame_cost()
+    if cost is None or cost.seconds < SLOW_FRAME:
+        return None
+    length = seconds()
+    if not length:
+        return None
+    frames = max(1, round(length * FPS))
+    where = "measured on this computer" if cost.measured else \
+        "our benchmark's figure for a 2-core CPU, until this computer's first job measures its own"
+    return (f"{engine.SPEC.name} runs on the {cost.device.upper()} here, which is slow: {frames} frames at "
+            f"{cost.seconds:.1f} s a frame ({where}) take about {human_duration(frames * cost.seconds)}. "
+            f"A GPU, or the {DEFAULT_ENGINE} engine, is much faster")
+
+
+def human_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def licences(spec: EngineSpec) -> str:

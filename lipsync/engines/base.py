@@ -62,6 +62,15 @@ class EngineSpec:
         return option in self.options
 
 
+@dataclass(frozen=True)
+class FrameCost:
+    """What one output frame costs an engine on this computer (an engine's `frame_cost()`; None: fast)."""
+
+    seconds: float
+    device: str  # "cpu", "cuda", "mps"
+    measured: bool  # on this computer (else a benchmark's figure)
+
+
 AvailabilityState = Literal["ready", "download", "unavailable"]
 
 

@@ -95,6 +95,26 @@ def engine_support(mode: str, engine: Optional[str]) -> dict[str, Optional[str]]
     return notes
 
 
+def speed_note(mode: str, form: dict, roots: Roots = None) -> Optional[str]:
+    """Said before a job starts when its engine is slow here (MuseTalk on a CPU): how long it will take."""
+    from ..engines import get_engine
+    from ..engines import speed_note as note
+
+    try:
+        engine = get_engine(form.get("engine") or DEFAULT_ENGINE)
+    except LipsyncError:
+        return None
+
+    def seconds() -> Optional[float]:
+        try:
+            q = forms.quote(mode, form, roots)
+        except (LipsyncError, ValueError):
+            return None
+        return q.estimate.duration if q.estimate else None
+
+    return note(engine, seconds)
+
+
 def engine_summary(engine: Optional[str]) -> str:
     spec = engine_spec(engine)
     words = f" Style words: {', '.join(spec.prompt_words)}." if spec.prompt_words else ""

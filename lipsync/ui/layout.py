@@ -298,6 +298,9 @@ def _wire_job_tab(tab: JobTab, studio: Studio, access: Access, api_key, api_url,
 
     def run(request: gr.Request, progress=gr.Progress(), *values):
         token, form_values = values[0], values[1:1 + len(names)]
+        slow = events.speed_note(mode, _form(mode, form_values), roots)
+        if slow:  # before the job starts, not after it
+            gr.Warning(slow, duration=30, title="This will take a while")
         try:
             result = events.generate(studio, mode, _form(mode, form_values), token=token,
                                      progress=lambda f, d: progress(f, desc=d), viewer=access.viewer(request),

@@ -49,6 +49,11 @@ def load(progress: Optional[Progress] = None, *, allow_download: bool = False) -
     return None
 
 
+def frame_cost() -> None:
+    """Milliseconds a frame on any CPU (bench/run.py): nothing to warn about before a job."""
+    return None
+
+
 def parse_prompt(prompt: Optional[str]) -> tuple[style_mod.Style, list[str]]:
     return style_mod.parse_prompt(prompt)
 

@@ -9,11 +9,11 @@ tensor pipeline's seams (`model`). Importing it is cheap: torch, diffusers and t
 from __future__ import annotations
 
 from ...lazy import lazy_exports
-from .engine import SPEC, availability, load, parse_prompt, renderer
+from .engine import SPEC, availability, frame_cost, load, parse_prompt, renderer
 from .geometry import crop_box, crop_face, expand_box, lower_face_mask, paste_back
 from .weights import WEIGHTS
 
 __getattr__, __dir__ = lazy_exports(__name__, {"load_pipeline": "model", "MuseTalkPipeline": "model"})
 
-__all__ = ["SPEC", "availability", "load", "parse_prompt", "renderer", "WEIGHTS", "load_pipeline",
+__all__ = ["SPEC", "availability", "frame_cost", "load", "parse_prompt", "renderer", "WEIGHTS", "load_pipeline",
            "MuseTalkPipeline", "crop_box", "crop_face", "expand_box", "lower_face_mask", "paste_back"]

@@ -15,7 +15,9 @@ import numpy as np
 
 from ... import kinds
 from ...face.tracker import OneEuroFilter
-from ..base import Availability, EngineSpec, FrameBatch, Progress, RenderPlan
+from ..base import Availability, EngineSpec, FrameBatch, FrameCost, Progress, RenderPlan
+from . import speed
+from .speed import TimedPipeline
 from .geometry import Box, FaceMask, crop_box, crop_face, lower_face_mask, paste_back
 from .weights import PICKLE_FALLBACK, WEIGHTS
 
@@ -111,7 +113,14 @@ def load(progress: Optional[Progress] = None, *, allow_download: bool = False):
     from .model import load_pipeline
 
     device, dtype = device_and_dtype()
-    return load_pipeline(device=device, dtype=dtype, local_files_only=not allow_download)
+    return TimedPipeline(load_pipeline(device=device, dtype=dtype, local_files_only=not allow_download), device, dtype)
+
+
+def frame_cost() -> Optional[FrameCost]:
+    """Seconds per frame here: measured by earlier renders, else the benchmark's CPU figure."""
+    if availability().state == "unavailable":
+        return None
+    return speed.frame_cost(*device_and_dtype())
 
 
 def parse_prompt(prompt: Optional[str]) -> tuple[None, list[str]]:
