@@ -285,6 +285,7 @@ Columns are the request fields, as in the REST API's formState:
   video, image, audio, left_audio, right_audio, mask_image
                 files (relative paths are read from the jobs file's folder) or http(s) URLs
   resolution    480p or 720p          seed, prompt, engine, transcript, face_index
+  length_mode   bounce, loop, freeze or cut_audio (video); keep_background (dB, e.g. -18), compare (true)
   order         meanwhile, left_right or right_left (dialogue); left_transcript, right_transcript,
                 left_face, right_face (an index, or a box "x0,y0,x1,y1")
   output        optional output file name (default: <row>-<stem of the video or image>.mp4)

@@ -213,3 +213,16 @@ def test_rest_refuses_an_unknown_length_mode_naming_the_field(tmp_path):
                 assert response.json()["field"] == field and response.json()["error"].startswith(f"{field}: ")
             form = client.post(f"{url}/api/v1/lipsync-video", data={**state, "keep_background": "-300"})
             assert form.status_code == 400 and form.json()["field"] == "keep_background"
+
+
+def test_batch_csv_cells_carry_the_options(tmp_path):
+    from lipsync.jobs import batch
+
+    source = tmp_path / "jobs.csv"
+    source.write_text("video,audio,length_mode,keep_background,compare\n"
+                      "a.mp4,a.wav,freeze,-18,true\nb.mp4,b.wav,stretch,,\nc.mp4,c.wav,,loud,\n")
+    good, stretch, loud = batch.plan(batch.read_rows(source), tmp_path / "out", lambda name, value: value)
+    assert good.status == "pending", good.error
+    assert (good.request.length_mode, good.request.keep_background, good.request.compare) == ("freeze", -18.0, True)
+    assert stretch.error.startswith("row 2: length_mode: 'stretch' is not allowed")
+    assert loud.error == "row 3: keep_background: 'loud' is not allowed; expected a number"
