@@ -226,3 +226,34 @@ def test_batch_csv_cells_carry_the_options(tmp_path):
     assert (good.request.length_mode, good.request.keep_background, good.request.compare) == ("freeze", -18.0, True)
     assert stretch.error.startswith("row 2: length_mode: 'stretch' is not allowed")
     assert loud.error == "row 3: keep_background: 'loud' is not allowed; expected a number"
+
+
+def test_studio_video_tab_fields_cost_and_checks(panning_tone_video, long_speech):
+    from lipsync.ui import events, forms
+    from lipsync.ui.studio import Limits
+
+    form = {"video": str(panning_tone_video), "audio": str(long_speech), "resolution": "480p"}
+    cut = events.cost_text("video", {**form, "length_mode": "cut_audio"})
+    assert "cut_audio" in cut and "bills the whole audio" in cut and "10 credits" in cut
+    assert "locally by loop" in events.cost_text("video", {**form, "length_mode": "loop"})
+    request = forms.to_request("video", {**form, "length_mode": "freeze", "keep_background": "-18", "compare": True},
+                               persist=False)
+    assert (request.length_mode, request.keep_background, request.compare) == ("freeze", -18.0, True)
+    assert forms.to_request("video", {**form, "keep_background": ""}, persist=False).keep_background is None
+    problems = forms.check_form("video", {**form, "length_mode": "stretch", "keep_background": "loud"}, Limits())
+    assert set(problems) == {"length_mode", "keep_background"}
+    with pytest.raises(InputError) as err:
+        forms.to_request("video", {**form, "length_mode": "stretch"}, persist=False)
+    assert err.value.field == "length_mode"
+    # History's re-open gives the same form back.
+    mode, again = forms.form_from_request(request.model_dump())
+    assert mode == "video" and again["length_mode"] == "freeze" and again["keep_background"] == -18.0
+
+
+def test_mirror_sends_no_local_length_fields():
+    from lipsync.remote.mirror import hosted_form_state
+
+    request = VideoRequest(video="https://example.com/v.mp4", audio="https://example.com/a.wav", length_mode="cut_audio",
+                           keep_background=-18, compare=True)
+    state = hosted_form_state(request)
+    assert state == {"video": "https://example.com/v.mp4", "audio": "https://example.com/a.wav", "resolution": "480p"}
