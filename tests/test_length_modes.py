@@ -189,6 +189,12 @@ def test_cli_length_mode_options(tmp_path, lipsync_home, panning_tone_video, lon
     bad = _cli("video", "--video", str(panning_tone_video), "--audio", str(long_speech), "--length-mode", "stretch",
                "--out", str(tmp_path / "o.mp4"), home=lipsync_home)
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error: length_mode: "), bad.stderr
+    out = tmp_path / "cli.mp4"
+    ok = _cli("video", "--video", str(panning_tone_video), "--audio", str(long_speech), "--length-mode", "cut_audio",
+              "--keep-background", "-18", "--compare", "--out", str(out), home=lipsync_home)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split() == [str(out), str(tmp_path / "cli.compare.mp4")]
+    assert len(frames_of(out)) == 30
     cost = _cli("cost", "video", "--video", str(panning_tone_video), "--audio", str(long_speech), "--length-mode",
                 "cut_audio", "--json", home=lipsync_home)
     assert cost.returncode == 0, cost.stderr
