@@ -40,9 +40,20 @@ def _add_media(p: argparse.ArgumentParser, mode: str, *, required: bool = True, 
     if mode == "video":
         p.add_argument("--video", required=required, help="video file or http(s) URL")
         p.add_argument("--audio", required=True, help="the new audio (file or URL)")
+        # No `choices`: an unknown mode is the request's InputError('length_mode', ...), like every field.
+        p.add_argument("--length-mode", default=kinds.DEFAULT_LENGTH_MODE,
+                       help="when the audio is longer than the video: "
+                            + "; ".join(f"{name}: {what}" for name, what in kinds.LENGTH_MODES.items())
+                            + ". A longer video is cut to the audio in every mode. Local only: the hosted API "
+                              "extends by its own rule")
         if render:
             p.add_argument("--transcript", help="what is said: improves phone timing (English)")
             p.add_argument("--face-index", type=int, help="which face to dub, counted left to right from 0")
+            p.add_argument("--keep-background", type=float, metavar="DB",
+                           help="keep the video's own audio (music, room) under the new speech at DB relative to "
+                                "its level, e.g. -18 (-60 to 12; default: dropped)")
+            p.add_argument("--compare", action="store_true",
+                           help="also write <out>.compare.mp4: the source and the dub side by side")
     elif mode == "image":
         p.add_argument("--image", required=required, help="portrait image file or URL")
         p.add_argument("--audio", required=True, help="speech audio (file or URL)")
@@ -156,7 +167,8 @@ def _request(args):
     try:
         if args.command == "video":
             return VideoRequest(video=args.video, audio=args.audio, transcript=args.transcript,
-                                face_index=args.face_index, **common)
+                                face_index=args.face_index, length_mode=args.length_mode,
+                                keep_background=args.keep_background, compare=args.compare, **common)
         if args.command == "image":
             return ImageRequest(image=args.image, audio=args.audio, transcript=args.transcript,
                                 face_index=args.face_index, **common)
@@ -206,6 +218,8 @@ def cmd_render(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
         print(record.output)
+        if record.compare:
+            print(record.compare)
     return 0
 
 
@@ -231,8 +245,11 @@ def cmd_cost(args) -> int:
     with tempfile.TemporaryDirectory(dir=config.cache_dir()) as tmp:
         work = Path(tmp)
         if args.mode == "video":
+            if args.length_mode not in kinds.LENGTH_MODES:
+                raise InputError("length_mode", f"{args.length_mode!r} is not allowed; expected one of "
+                                 f"{', '.join(kinds.LENGTH_MODES)}")
             est = pricing.estimate_video(_duration(args.audio, "audio", work), _duration(args.video, "video", work),
-                                         args.resolution)
+                                         args.resolution, length_mode=args.length_mode)
         elif args.mode == "image":
             est = pricing.estimate_image(_duration(args.audio, "audio", work), args.resolution)
         else:
@@ -290,6 +307,7 @@ Columns are the request fields, as in the REST API's formState:
   video, image, audio, left_audio, right_audio, mask_image
                 files (relative paths are read from the jobs file's folder) or http(s) URLs
   resolution    480p or 720p          seed, prompt, engine, transcript, face_index
+  length_mode   bounce, loop, freeze or cut_audio (video); keep_background (dB, e.g. -18), compare (true)
   order         meanwhile, left_right or right_left (dialogue); left_transcript, right_transcript,
                 left_face, right_face (an index, or a box "x0,y0,x1,y1")
   output        optional output file name (default: <row>-<stem of the video or image>.mp4)

@@ -37,3 +37,13 @@ BY_NAME = {k.name: k for k in KINDS}
 # Pictures first, then speech: errors about a job's media name its picture first.
 MEDIA_FIELDS = tuple(dict.fromkeys([k.visual for k in KINDS] + [a for k in KINDS for a in k.audio_fields])) + ("mask_image",)
 BY_TAB = {k.tab: k for k in KINDS}
+
+# How a video dub fills the audio's length when the video is shorter (the one list: requests, the CLI, the
+# studio, the frame plan and the cost line read it). A longer video is cut to the audio in every mode.
+LENGTH_MODES = {
+    "bounce": "play the video forward, then backward, and so on (default)",
+    "loop": "play the video again from its first frame",
+    "freeze": "hold the video's last frame",
+    "cut_audio": "stop at the video's end: the output lasts as long as the video, the audio is cut",
+}
+DEFAULT_LENGTH_MODE = "bounce"

@@ -53,6 +53,8 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
     ignored_prompt_words: list[str] = field(default_factory=list)
     faces_found: int = 0  # frames with a face (video) or faces used (stills)
+    audio_seconds: float = 0.0  # the speech's length (what the hosted API bills), even when the output is cut
+    compare: Optional[Path] = None  # the before/after MP4, when asked
 
 
 class _Clock:
@@ -92,6 +94,7 @@ class Media:
     voices: list[tuple[str, np.ndarray, Optional[str]]]  # (field, that speaker's line, transcript)
     audio_out: object  # media.writer.AudioMix: what ffmpeg writes as the output's audio
     mask: Optional[np.ndarray]
+    audio_seconds: float = 0.0  # the speech's own length, before a length mode cut it
 
     @property
     def duration(self) -> float:
@@ -132,7 +135,7 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
         report(0.0, "decode")
         with job.clock("decode"):
             media = load_media(job)
-        result.n_frames, result.duration = media.n_frames, media.duration
+        result.n_frames, result.duration, result.audio_seconds = media.n_frames, media.duration, media.audio_seconds
         # 3. Analysis: each speaker's own line drives its mouth; the faces of a still are found once.
         report(0.02, "analysis")
         with job.clock("analysis"):
@@ -148,6 +151,10 @@ def render(request: Request, out_path: Path, *, progress: Optional[Progress] = N
         rendered = render_batches(job, batches, renderer, parallel=engine.SPEC.parallel and job.kind.independent_frames)
         # 6. Media out: encode batch by batch; cancel and progress per batch.
         encode(job, rendered, out_path, media, result, report, cancel)
+        # 7. Before/after: the source beside the output, on the same timeline (when asked).
+        if getattr(request, "compare", False):
+            with job.clock("encode"):
+                result.compare = write_compare(media.visual, out_path, media.size, media.n_frames, request.length_mode)
     report(1.0, "encode")
     return result
 
@@ -166,11 +173,35 @@ def load_media(job: _Job) -> Media:
     info = probe(visual, name)
     expect_kind(info, name, (name,))
     mix, voices, tracks_out, loudness = job.kind.audio(request, job.work)
+    audio_seconds = len(mix) / AUDIO_RATE
+    if getattr(request, "length_mode", None) == "cut_audio":
+        mix, voices = _cut_to_video(visual, mix, voices)
     size = output_size(info.width, info.height, request.resolution)
     mask = _load_mask(resolve(request.mask_image, "mask_image", job.work), size, read_image) if request.mask_image else None
     gain = float(np.clip(LOUDNESS_TARGET - loudness, -MAX_GAIN_DB, MAX_GAIN_DB)) if np.isfinite(loudness) else 0.0
-    audio_out = AudioMix(tracks_out, duration=len(mix) / AUDIO_RATE, gain_db=gain)
-    return Media(visual, size, size[0] / info.width, mix, voices, audio_out, mask)
+    audio_out = AudioMix(tracks_out, duration=len(mix) / AUDIO_RATE, gain_db=gain, **_background(request, info, visual))
+    return Media(visual, size, size[0] / info.width, mix, voices, audio_out, mask, audio_seconds)
+
+
+def _cut_to_video(visual: Path, mix: np.ndarray, voices: list):
+    """cut_audio: the speech stops at the video's end (its frames counted as VideoSource streams them)."""
+    from .media.video import VideoSource
+
+    with VideoSource(visual, "video", (2, 2), config.FPS) as source:
+        keep = min(len(mix), round(source.num_frames * AUDIO_RATE / config.FPS))
+    return mix[:keep], [(name, line[:keep], text) for name, line, text in voices]
+
+
+def _background(request, info, visual: Path) -> dict:
+    """keep_background: the video's own sound under the speech (looped with the picture in loop mode)."""
+    level = getattr(request, "keep_background", None)
+    if level is None:
+        return {}
+    if not info.has_audio:
+        raise InputError("keep_background", "the video has no audio track to keep")
+    from .media.writer import AudioTrack
+
+    return {"background": AudioTrack(visual, loop=request.length_mode == "loop"), "background_db": float(level)}
 
 
 def _one_voice(request, work: Path):
@@ -279,6 +310,15 @@ def encode(job: _Job, rendered: Iterator, out_path: Path, media: Media, result: 
             writer.close()
 
 
+def write_compare(source: Path, out_path: Path, size: tuple[int, int], n_frames: int, length_mode: str) -> Path:
+    """<output>.compare.mp4 beside the output: the source (on the output's timeline) left, the dub right."""
+    from .media.compare import side_by_side
+
+    target = out_path.with_name(f"{out_path.stem}.compare.mp4")
+    side_by_side(source, out_path, target, size=size, fps=config.FPS, n_frames=n_frames, length_mode=length_mode)
+    return target
+
+
 # -- per kind --------------------------------------------------------------------------------------------
 
 
@@ -302,7 +342,7 @@ class _Video:
         tracker = _face_tracker(job.request, analysis.analyzer, media.mask)
         # Decoding and tracking each get a worker thread (entered after the source, so they stop
         # before it closes); rendering stays on this one and encoding runs in ffmpeg.
-        decoded = job.stack.enter_context(_Prefetch(_decoded(source, media.n_frames, job.clock)))
+        decoded = job.stack.enter_context(_Prefetch(_decoded(source, media.n_frames, job.request.length_mode, job.clock)))
         return job.stack.enter_context(_Prefetch(_tracked(decoded, tracker, job.clock)))
 
     def check_faces(self, result: RenderResult, seen: int) -> None:
@@ -440,9 +480,9 @@ def _face_tracker(request: VideoRequest, analyzer, mask):
     return FaceTracker(analyzer, pick=pick, fps=config.FPS)
 
 
-def _decoded(source, n_frames: int, clock) -> Iterator:
-    """Frames on the output timeline: truncated or ping-pong extended."""
-    frames = source.frames(n_frames)
+def _decoded(source, n_frames: int, length_mode: str, clock) -> Iterator:
+    """Frames on the output timeline: truncated, or extended per the length mode."""
+    frames = source.frames(n_frames, length_mode)
     while True:
         with clock("decode"):
             frame = next(frames, None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from .kinds import DEFAULT_LENGTH_MODE, LENGTH_MODES
+
 MIN_SECONDS = 5
 RATES = {"480p": 2, "720p": 4}
 
@@ -44,14 +46,25 @@ def _bill(duration: float, resolution: str, why: str) -> Estimate:
     return Estimate(billed * rate, billed, float(duration), rate, resolution, rule)
 
 
-def estimate_video(audio_seconds: float, video_seconds: float | None = None, resolution: str = "480p") -> Estimate:
-    """Video dub: the output follows the audio, so the audio's length is billed."""
+def estimate_video(audio_seconds: float, video_seconds: float | None = None, resolution: str = "480p",
+                   length_mode: str = DEFAULT_LENGTH_MODE) -> Estimate:
+    """Video dub: the hosted output follows the audio, so the audio's length is billed. The hosted API only
+    truncates a longer video or extends a shorter one by its own rule: a local `length_mode` (kinds.LENGTH_MODES)
+    is not sent, and the rule says so when it matters."""
+    if length_mode not in LENGTH_MODES:
+        raise ValueError(f"length_mode: {length_mode!r} is not allowed; expected one of {', '.join(LENGTH_MODES)}")
     why = f"audio {audio_seconds:.2f} s"
     if video_seconds is not None:
         if video_seconds > audio_seconds + 1e-6:
             why += f" (video {video_seconds:.2f} s is truncated to it)"
+        elif video_seconds < audio_seconds - 1e-6 and length_mode == "cut_audio":
+            local = _bill(video_seconds, resolution, "")
+            why += (f" (video {video_seconds:.2f} s: the local cut_audio render stops there and is "
+                    f"{local.billed_seconds} s, {local.credits} credits; the hosted API has no cut_audio, extends "
+                    f"the video and bills the whole audio)")
         elif video_seconds < audio_seconds - 1e-6:
-            why += f" (video {video_seconds:.2f} s is extended to it)"
+            why += (f" (video {video_seconds:.2f} s is extended to it: locally by {length_mode}, hosted by its own "
+                    f"extend rule, as the length mode is local only)")
     return _bill(audio_seconds, resolution, why)
 
 

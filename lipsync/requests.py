@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Valid
 
 from .engines import DEFAULT_ENGINE, KNOWN_ENGINES  # names only: no engine module is imported
 from .errors import InputError
-from .kinds import DIALOGUE, IMAGE, NAMES, VIDEO
+from .kinds import DEFAULT_LENGTH_MODE, DIALOGUE, IMAGE, LENGTH_MODES, NAMES, VIDEO
 
 Resolution = Literal["480p", "720p"]
 Order = Literal["meanwhile", "left_right", "right_left"]
 Model = Literal[NAMES]
+LengthMode = Literal[tuple(LENGTH_MODES)]
 # A face chosen by its index among the detected faces (left to right, from 0), or by a box
 # (x0, y0, x1, y1) in the input image's pixels: the detected face that overlaps it most.
 # Numbers are strict: JSON `true` is not a seed, nor "7" (form fields are converted by the server, which
@@ -54,6 +55,12 @@ class VideoRequest(_Options):
     audio: str
     transcript: Optional[str] = None
     face_index: Optional[StrictInt] = Field(default=None, ge=0)
+    # Local extras: when the audio and video lengths differ (kinds.LENGTH_MODES); the source's own audio
+    # kept under the speech at this level in dB (None: dropped); a before/after side-by-side MP4 next to
+    # the output.
+    length_mode: LengthMode = DEFAULT_LENGTH_MODE
+    keep_background: Optional[StrictFloat] = Field(default=None, ge=-60.0, le=12.0, allow_inf_nan=False)
+    compare: bool = False
 
 
 class ImageRequest(_Options):
@@ -80,6 +87,8 @@ class MultiRequest(_Options):
 Request = Union[VideoRequest, ImageRequest, MultiRequest]
 # Options that take a whole number (a face may also be a box): what a text form field may be converted to.
 INT_FIELDS = frozenset({"seed", "face_index", "left_face", "right_face"})
+# Options that take a number of dB: form fields (text) are converted by the server.
+FLOAT_FIELDS = frozenset({"keep_background"})
 
 # The request class of each job kind (by its `model` field's default: the kinds table names them).
 REQUEST_CLASSES = {cls.model_fields["model"].default: cls for cls in (VideoRequest, ImageRequest, MultiRequest)}
@@ -114,6 +123,8 @@ def validation_to_input_error(exc: ValidationError) -> InputError:
         problem = str(err.get("ctx", {}).get("error", err.get("msg", "is invalid")))
     elif kind == "int_type":
         problem = f"{err.get('input')!r} is not allowed; expected a whole number"
+    elif kind == "float_type":
+        problem = f"{err.get('input')!r} is not allowed; expected a number"
     else:
         problem = err.get("msg", "is invalid")
     return InputError(field, problem)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal, Optional
 
 from ..errors import InputError, LipsyncError
-from ..requests import INT_FIELDS, Request, parse_request
+from ..requests import FLOAT_FIELDS, INT_FIELDS, Request, parse_request
 from . import records
 from .records import JobRecord
 
@@ -210,6 +210,17 @@ def _number(name: str, value: str):
                      + (" or a box x0,y0,x1,y1" if name in ("left_face", "right_face") else ""))
 
 
+def _decimal(name: str, value: str) -> float:
+    """A CSV cell's number of dB (keep_background: -18, -7.5)."""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = float("nan")
+    if number != number or abs(number) == float("inf"):
+        raise InputError(name, f"{value!r} is not allowed; expected a number")
+    return number
+
+
 def local_files(base: Path) -> Resolver:
     """The CLI's resolver: URLs as they are, paths relative to `base` (the jobs file's folder); a missing
     file is an error of its row, before anything runs."""
@@ -254,6 +265,8 @@ def plan_row(row: Row, out_dir: Path, resolve: Resolver, check: Optional[Check] 
                 value = resolve(name, value.strip())
             elif name in INT_FIELDS and data.get(TEXT_ROW):
                 value = _number(name, value)
+            elif name in FLOAT_FIELDS and data.get(TEXT_ROW):
+                value = _decimal(name, value)
             state[name] = value
         request = parse_request(model, state)
         if check is not None:

@@ -36,6 +36,7 @@ class JobRecord(BaseModel):
     credits: Optional[int] = None
     warnings: list[str] = Field(default_factory=list)
     ignoredPromptWords: list[str] = Field(default_factory=list)
+    compare: Optional[str] = None  # the before/after MP4 beside the output, when the request asked for one
     # The studio browser session that made the job (a hash); None for REST and CLI jobs. Visitors of a
     # shared studio see only their own session's jobs.
     session: Optional[str] = None

@@ -31,7 +31,8 @@ def run_job(request: Request, *, out_path: Optional[Path] = None, progress: Opti
     started = time.perf_counter()
     try:
         result = render(request, out_path, progress=progress, cancel=cancel, allow_download=allow_download)
-        record.credits = estimate_for(request, result.duration).credits
+        # The hosted API bills the speech's length, even where a local length mode (cut_audio) cut it.
+        record.credits = estimate_for(request, result.audio_seconds or result.duration).credits
     except LipsyncError as exc:
         record.status, record.error = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug must still end as a failed record, not a hung job
@@ -44,6 +45,7 @@ def run_job(request: Request, *, out_path: Optional[Path] = None, progress: Opti
         record.engine = result.engine
         record.warnings = result.warnings
         record.ignoredPromptWords = result.ignored_prompt_words
+        record.compare = str(result.compare) if result.compare else None
         record.request["seed"] = result.seed  # so the user can reproduce a job that had no seed
     record.executionTime = round((time.perf_counter() - started) * 1000)
     records.save(record, records_dir)

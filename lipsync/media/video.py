@@ -1,4 +1,4 @@
-"""Frames in: still images, and videos streamed at a constant frame rate (ping-pong extended on demand)."""
+"""Frames in: still images, and videos streamed at a constant frame rate (extended on demand by a length mode)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..config import SHORT_SIDE
+from ..kinds import DEFAULT_LENGTH_MODE, LENGTH_MODES
 from ..errors import InputError
 from .probe import rotation_of, video_streams
 
@@ -72,6 +73,21 @@ def ping_pong_index(k: int, n: int) -> int:
     period = 2 * (n - 1)
     m = k % period
     return m if m < n else period - m
+
+
+def source_index(k: int, n: int, mode: str = DEFAULT_LENGTH_MODE) -> int:
+    """The plan: which of the video's ``n`` frames output frame ``k`` shows under a length mode
+    (kinds.LENGTH_MODES). Past the end: bounce plays back and forth, loop restarts at frame 0, freeze (and
+    cut_audio, whose output never runs past the video but for rounding) holds the last frame."""
+    if mode not in LENGTH_MODES:
+        raise InputError("length_mode", f"{mode!r} is not allowed; expected one of {', '.join(LENGTH_MODES)}")
+    if k < n:
+        return k
+    if mode == "bounce":
+        return ping_pong_index(k, n)
+    if mode == "loop":
+        return k % n
+    return n - 1
 
 
 class VideoSource:
@@ -207,11 +223,22 @@ class VideoSource:
             yield rgb.copy()  # separate arrays: callers may draw on the frames they get
         yield rgb
 
-    def frames(self, n_out: int) -> Iterator[np.ndarray]:
-        """Exactly ``n_out`` RGB uint8 frames of ``size`` at ``fps``: truncated, or ping-pong extended."""
+    def frames(self, n_out: int, length_mode: str = DEFAULT_LENGTH_MODE) -> Iterator[np.ndarray]:
+        """Exactly ``n_out`` RGB uint8 frames of ``size`` at ``fps``: truncated, or extended per
+        ``length_mode`` (see ``source_index``)."""
         n = self.num_frames
+        source_index(0, n, length_mode)  # an unknown mode fails before anything is decoded
         if n_out <= n:
             yield from self._forward(n_out)
+            return
+        if length_mode not in ("bounce", "loop"):  # holding the last frame needs no cache
+            held = None
+            for i, frame in enumerate(self._forward(n)):
+                if i == n - 1:
+                    held = frame.copy()  # before yielding: the caller may draw on it
+                yield frame
+            for _ in range(n, n_out):
+                yield held.copy()
             return
         w, h = self.size
         frame_bytes = w * h * 3
@@ -222,7 +249,7 @@ class VideoSource:
                 yield frame
             for k in range(n, n_out):
                 out = np.empty((h, w, 3), np.uint8)
-                cache.seek(ping_pong_index(k, n) * frame_bytes)
+                cache.seek(source_index(k, n, length_mode) * frame_bytes)
                 view, got = memoryview(out).cast("B"), 0
                 while got < frame_bytes:
                     read = cache.readinto(view[got:])

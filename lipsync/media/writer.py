@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -23,19 +23,29 @@ _PIPE_SIZE = 1 << 20  # a bigger pipe lets Python hand over a frame while ffmpeg
 class AudioTrack:
     path: Path  # any file with an audio stream (its first one is used)
     start: float = 0.0  # seconds on the output timeline
+    loop: bool = False  # play it again and again (the output's duration still ends it)
+
+    def input_args(self) -> list[str]:
+        return [*(("-stream_loop", "-1") if self.loop else ()), "-i", str(self.path)]
 
 
 @dataclass(frozen=True)
 class AudioMix:
     """The output audio as ffmpeg should build it from the source files, so Python never holds the
     full-rate audio of a long job: each track placed at its start, summed, gained, peak-limited, and
-    padded or cut to `duration`."""
+    padded or cut to `duration`. A `background` (the dubbed video's own sound) goes under the speech at
+    `background_db` relative to its own level, untouched by the speech's gain."""
 
     tracks: tuple[AudioTrack, ...]
     duration: float
     gain_db: float = 0.0
     peak: float = 0.95
     sample_rate: int = 48000
+    background: Optional[AudioTrack] = None
+    background_db: float = 0.0
+
+    def input_args(self) -> list[str]:
+        return [arg for track in (*self.tracks, *filter(None, [self.background])) for arg in track.input_args()]
 
     def filter_graph(self, first_input: int) -> str:
         parts, labels = [], []
@@ -48,8 +58,15 @@ class AudioMix:
         if len(labels) > 1:
             parts.append(f"{mixed}amix=inputs={len(labels)}:normalize=0:duration=longest[mix]")
             mixed = "[mix]"
+        parts.append(f"{mixed}volume={self.gain_db:.3f}dB[speech]")
+        mixed = "[speech]"
+        if self.background is not None:
+            parts.append(f"[{first_input + len(self.tracks)}:a:0]aresample={self.sample_rate},"
+                         f"aformat=sample_fmts=fltp:channel_layouts=mono,volume={self.background_db:.3f}dB[bg]")
+            parts.append("[speech][bg]amix=inputs=2:normalize=0:duration=longest[withbg]")
+            mixed = "[withbg]"
         # level=0: alimiter otherwise re-normalises its output to the limit.
-        parts.append(f"{mixed}volume={self.gain_db:.3f}dB,alimiter=limit={self.peak}:attack=5:release=50:level=0,"
+        parts.append(f"{mixed}alimiter=limit={self.peak}:attack=5:release=50:level=0,"
                      f"apad,atrim=0:{self.duration:.6f}[aout]")
         return ";".join(parts)
 
@@ -103,7 +120,7 @@ class VideoWriter:
         self._part = self.out_path.with_name(f".{self.out_path.stem}.{secrets.token_hex(4)}.part.mp4")
         try:
             if isinstance(audio, AudioMix):
-                audio_in = [arg for track in audio.tracks for arg in ("-i", str(track.path))]
+                audio_in = audio.input_args()
                 audio_map = ["-filter_complex", audio.filter_graph(first_input=1), "-map", "[aout]"]
             else:
                 wav = self._tmp_dir / "audio.wav"

@@ -41,6 +41,8 @@ def _form_state(args: argparse.Namespace) -> dict:
     state = {"resolution": args.resolution, "seed": args.seed, "prompt": args.prompt, "mask_image": args.mask_image}
     if args.mode == "video":
         state.update(video=args.video, audio=args.audio)
+        if args.length_mode != kinds.DEFAULT_LENGTH_MODE:
+            state["length_mode"] = args.length_mode  # a local server's extension; dropped for the hosted API
     elif args.mode == "image":
         state.update(image=args.image, audio=args.audio)
     else:
@@ -73,6 +75,9 @@ def cmd_remote(args: argparse.Namespace) -> int:
 
     state = _form_state(args)
     with HostedClient(args.api_url, args.api_key) as client:
+        if client.is_hosted and state.pop("length_mode", None):
+            print("note: length_mode is local only; the hosted API truncates or extends by its own rule",
+                  file=sys.stderr)
         files = _split_local_files(state, hosted=client.is_hosted)
         submitted = client.submit(MODEL_BY_MODE[args.mode], state, webhook=args.webhook, files=files or None)
         print(f"job {submitted['id']} submitted to {client.base_url}", file=sys.stderr)

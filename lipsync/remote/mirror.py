@@ -18,8 +18,9 @@ from ..errors import InputError
 
 MEDIA_FIELDS = kinds.MEDIA_FIELDS
 # Local extras of lipsync.requests that the hosted formState does not have.
+# The hosted API truncates or extends by its own rule: `length_mode` is not sent (the cost line says so).
 LOCAL_ONLY = ("model", "engine", "transcript", "face_index", "left_transcript", "right_transcript",
-              "left_face", "right_face")
+              "left_face", "right_face", "length_mode", "keep_background", "compare")
 NO_PUBLIC_URL = ("the hosted API needs a public URL for a local file: paste a URL, run the app with a share "
                  "link, or set LIPSYNC_PUBLIC_URL to this app's public address")
 

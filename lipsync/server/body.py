@@ -20,7 +20,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from .. import config
-from ..requests import INT_FIELDS
+from ..requests import FLOAT_FIELDS, INT_FIELDS
 from .errors import ApiError
 
 MAX_JSON_BYTES = 1 << 20  # a JSON or urlencoded body; each text part of a multipart body
@@ -139,9 +139,18 @@ def _from_fields(fields: list[tuple[str, str]], uploads: dict[str, str], media_f
             # Form fields are text: whole numbers for the integer options, as a JSON body would send them.
             stripped = value.strip()
             is_int = name in INT_FIELDS and stripped.lstrip("-").isascii() and stripped.lstrip("-").isdigit()
-            form_state[name] = int(stripped) if is_int else value
+            form_state[name] = int(stripped) if is_int else _number(stripped) if name in FLOAT_FIELDS else value
     form_state.update(uploads)
     return form_state, webhook, uploads
+
+
+def _number(text: str):
+    """A form field's decimal number (-18, -7.5), or the text itself for the request to refuse by name."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if value == value and abs(value) != float("inf") else text
 
 
 class _Multipart:

@@ -529,6 +529,8 @@ def history_delete(job_id: Optional[str], viewer: Viewer = OWNER) -> str:
         # The sync plot and the hosted result sit beside the output; jobs.delete removes the video itself.
         Path(record.output).with_suffix(".sync.png").unlink(missing_ok=True)
         hosted_path(record.output).unlink(missing_ok=True)
+    if record.compare:
+        Path(record.compare).unlink(missing_ok=True)
     delete(job_id)
     return f"Deleted job {job_id}."
 

@@ -21,7 +21,7 @@ TITLES = {k.tab: k.title for k in kinds.KINDS}
 
 _OPTIONS = ("resolution", "engine", "mask_image", "prompt", "seed")
 FIELDS = {
-    "video": ("video", "audio", *_OPTIONS, "transcript", "face_index"),
+    "video": ("video", "audio", *_OPTIONS, "transcript", "face_index", "length_mode", "keep_background", "compare"),
     "image": ("image", "audio", *_OPTIONS, "transcript", "face_index"),
     "dialogue": ("image", "left_audio", "right_audio", "order", *_OPTIONS, "left_transcript", "right_transcript",
                  "left_face", "right_face", "face_override"),
@@ -94,7 +94,10 @@ def quote(mode: str, form: dict, roots: Roots = None) -> CostQuote:
     if missing:
         return CostQuote(None, missing)
     if mode == "video":
-        est = pricing.estimate_video(durations["audio"], durations.get("video"), resolution)
+        mode_name = form.get("length_mode") or kinds.DEFAULT_LENGTH_MODE
+        if mode_name not in kinds.LENGTH_MODES:
+            raise InputError("length_mode", f"{mode_name!r} is not allowed; expected one of {', '.join(kinds.LENGTH_MODES)}")
+        est = pricing.estimate_video(durations["audio"], durations.get("video"), resolution, length_mode=mode_name)
     elif mode == "image":
         est = pricing.estimate_image(durations["audio"], resolution)
     else:
@@ -147,6 +150,15 @@ def check_form(mode: str, form: dict, limits: Limits, spec=None, roots: Roots = 
             problems[name] = "must be 0 or more"
         elif name == "seed" and value is not None and value > 2**32 - 1:
             problems[name] = "must be below 2**32"
+    if "length_mode" in FIELDS[mode] and (form.get("length_mode") or kinds.DEFAULT_LENGTH_MODE) not in kinds.LENGTH_MODES:
+        problems["length_mode"] = f"expected one of {', '.join(kinds.LENGTH_MODES)}"
+    if "keep_background" in FIELDS[mode] and not blank(form.get("keep_background")):
+        try:
+            level = float(form["keep_background"])
+        except (TypeError, ValueError):
+            level = float("nan")
+        if not -60.0 <= level <= 12.0:
+            problems["keep_background"] = "must be a number of dB from -60 to 12, e.g. -18"
     if spec is not None:
         if MODEL[mode] not in spec.modes:
             problems["engine"] = f"{spec.name} cannot render {TITLES[mode].lower()} jobs"
@@ -203,6 +215,11 @@ def to_request(mode: str, form: dict, *, persist: bool = True, roots: Roots = No
                 state[name] = as_int(value)
             except (TypeError, ValueError):
                 raise InputError(name, "must be a whole number") from None
+        elif name == "keep_background":
+            try:  # a textbox, like the seed: empty drops the video's own audio
+                state[name] = float(value)
+            except (TypeError, ValueError):
+                raise InputError(name, "must be a number of dB, e.g. -18") from None
         else:
             state[name] = value.strip() if isinstance(value, str) else value
     return parse_request(MODEL[mode], state)

@@ -18,6 +18,7 @@ gradio_import.install()  # before Gradio's first import: skips its per-import st
 import gradio as gr  # noqa: E402
 
 from ..engines import DEFAULT_ENGINE
+from ..kinds import DEFAULT_LENGTH_MODE, LENGTH_MODES
 from ..errors import Cancelled, InputError, LipsyncError
 from . import events, forms
 from .access import Access
@@ -37,10 +38,11 @@ footer {visibility: visible;}
 
 TAB_INTRO = {
     "video": "Dub a video: the lips follow the new audio. A longer video is cut to the audio; a shorter one plays "
-             "forward then backward.",
+             "forward then backward (or as the length mode in Advanced says).",
     "image": "Make a portrait talk: lips follow the audio, with blinks, small head motion and breathing.",
     "dialogue": "Two people in one image, one audio track each. **L** and **R** on the preview show who speaks.",
 }
+LENGTH_MODE_CHOICES = [(f"{name}: {what}", name) for name, what in LENGTH_MODES.items()]
 ORDER_CHOICES = [("Together, as recorded (meanwhile)", "meanwhile"), ("Left, then right", "left_right"),
                  ("Right, then left", "right_left")]
 
@@ -129,6 +131,17 @@ def _options(tab: JobTab, studio: Studio) -> None:
                                          info="What is said (English): lips close on p, b, m at the right time")
             f["face_index"] = gr.Textbox(label="Face", value="", max_lines=1, placeholder="the largest",
                                          info="Which face to animate, counted from the left from 0; empty = the largest")
+        if tab.mode == "video":
+            with gr.Row():
+                f["length_mode"] = gr.Dropdown(LENGTH_MODE_CHOICES, value=DEFAULT_LENGTH_MODE, label="Length mode",
+                                               info="When the audio is longer than the video (a longer video is "
+                                                    "cut to the audio). Local only: the hosted API extends by its own rule")
+                # A textbox, like the seed: empty means the video's own audio is dropped.
+                f["keep_background"] = gr.Textbox(label="Keep background (dB)", value="", max_lines=1,
+                                                  placeholder="dropped",
+                                                  info="The video's own audio under the new speech at this level, "
+                                                       "e.g. -18; empty = dropped")
+            f["compare"] = gr.Checkbox(value=False, label="Also write a before/after MP4 (source and dub side by side)")
         f["mask_image"] = gr.Image(label="Mask (optional)", type="filepath", image_mode=None, sources=["upload"],
                                    height=180)
         gr.Markdown("<small>White = may change. Confines the edit, and picks the face when there are several.</small>")
@@ -160,6 +173,7 @@ def _results(tab: JobTab) -> None:
         x["pending_faces"] = gr.State(None)
     x["result"] = gr.Video(label="Result", interactive=False, height=340, autoplay=False)
     x["download"] = gr.File(label="Download MP4", interactive=False, visible=False)
+    x["compare_video"] = gr.Video(label="Before / after", interactive=False, height=300, visible=False)
     x["info"] = gr.Markdown()
     with gr.Accordion("Sync report", open=True):
         x["sync_plot"] = gr.Image(label="Mouth opening over the speech envelope", interactive=False, height=260)
@@ -223,7 +237,8 @@ def _wire_job_tab(tab: JobTab, studio: Studio, access: Access, api_key, api_url,
     roots = studio.file_roots()
 
     # Live cost: any media or option that changes the price.
-    cost_names = [n for n in ("video", "audio", "left_audio", "right_audio", "order", "resolution") if n in names]
+    cost_names = [n for n in ("video", "audio", "left_audio", "right_audio", "order", "resolution", "length_mode")
+                  if n in names]
     cost_inputs = [tab[n] for n in cost_names]
 
     def cost(*values):
@@ -313,8 +328,9 @@ def _wire_job_tab(tab: JobTab, studio: Studio, access: Access, api_key, api_url,
         record = result.record
         # The sync plot and the hosted result are cleared here and filled in by the next steps, so the
         # video shows first.
-        video = studio.deliver(record.output)
-        return (video, gr.update(value=video, visible=True), result.info, record.id, None, "", None, "")
+        video, compare = studio.deliver(record.output), studio.deliver(record.compare)
+        return (video, gr.update(value=video, visible=True), result.info, record.id, None, "", None, "",
+                gr.update(value=compare, visible=bool(compare)))
 
     def run_mirror(job_id, on, key, url, request: gr.Request, progress=gr.Progress()):
         if not on:
@@ -329,7 +345,7 @@ def _wire_job_tab(tab: JobTab, studio: Studio, access: Access, api_key, api_url,
 
     run_inputs = [x["token"], *tab.inputs()]
     run_outputs = [x["result"], x["download"], x["info"], x["job_id"], x["hosted_result"], x["hosted_info"],
-                   x["sync_plot"], x["sync_text"]]
+                   x["sync_plot"], x["sync_text"], x["compare_video"]]
 
     def chain(trigger):
         job = trigger.then(run, run_inputs, run_outputs, validator=validate, concurrency_id="render",
